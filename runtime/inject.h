@@ -1,0 +1,38 @@
+/*
+ * The global injector: an MPMC FIFO of tasks for spawns and wakes from
+ * outside the runtime and for local-queue overflow.
+ *
+ * An intrusive list (through task->qnext) under one mutex; the length is
+ * also kept in an atomic so that workers check for work without the lock.
+ * Workers take tasks in batches (one lock per batch), as Go's
+ * globrunqgetbatch and Tokio's inject do.
+ */
+#ifndef WEFT_RUNTIME_INJECT_H
+#define WEFT_RUNTIME_INJECT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "queue.h"
+
+struct weft__inject {
+	_Alignas(64) _Atomic size_t len;
+	pthread_mutex_t lock;
+	struct weft_task *head, *tail;
+};
+
+void weft__inject_init(struct weft__inject *q);
+void weft__inject_destroy(struct weft__inject *q);
+void weft__inject_push(struct weft__inject *q, struct weft_task *t);
+void weft__inject_push_batch(struct weft__inject *q, const struct weft__batch *b);
+
+/* Removes up to max tasks (max >= 1) as a linked batch; b->n == 0 when empty. */
+void weft__inject_pop_batch(struct weft__inject *q, unsigned max, struct weft__batch *b);
+
+static inline size_t weft__inject_len(struct weft__inject *q)
+{
+	return atomic_load_explicit(&q->len, memory_order_acquire);
+}
+
+#endif

@@ -1,0 +1,40 @@
+/*
+ * Thread parking on a futex word: EMPTY -> PARKED (sleeping) and back;
+ * NOTIFIED is a pending unpark. The unparker exchanges the word to NOTIFIED
+ * and issues the futex wake only when the thread really sleeps, so an unpark
+ * of a running thread costs one atomic and no system call.
+ */
+#include "park.h"
+
+#include "futex.h"
+
+enum { EMPTY, PARKED, NOTIFIED };
+
+void weft__parker_init(struct weft__parker *p)
+{
+	atomic_init(&p->state, EMPTY);
+}
+
+void weft__parker_park(struct weft__parker *p)
+{
+	uint32_t s = EMPTY;
+	if (!atomic_compare_exchange_strong_explicit(&p->state, &s, PARKED, memory_order_acq_rel,
+	                                             memory_order_acquire)) {
+		/* s == NOTIFIED: consume the pending unpark. */
+		atomic_store_explicit(&p->state, EMPTY, memory_order_release);
+		return;
+	}
+	for (;;) {
+		weft__futex_wait(&p->state, PARKED, NULL);
+		s = NOTIFIED;
+		if (atomic_compare_exchange_strong_explicit(
+		            &p->state, &s, EMPTY, memory_order_acq_rel, memory_order_acquire))
+			return;
+	}
+}
+
+void weft__parker_unpark(struct weft__parker *p)
+{
+	if (atomic_exchange_explicit(&p->state, NOTIFIED, memory_order_acq_rel) == PARKED)
+		weft__futex_wake(&p->state, 1);
+}

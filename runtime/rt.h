@@ -1,0 +1,37 @@
+/*
+ * The runtime object (internal).
+ */
+#ifndef WEFT_RUNTIME_RT_H
+#define WEFT_RUNTIME_RT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include <weft/runtime.h>
+
+#include "idle.h"
+#include "inject.h"
+#include "registry.h"
+#include "worker.h"
+
+struct weft_runtime {
+	weft_config cfg;
+	unsigned nworkers;
+	uint64_t spin_ns;
+	struct weft__worker *workers;
+	struct weft__thread *threads;
+	struct weft__inject inject;
+	struct weft__idle idle;
+	struct weft__registry reg;
+	_Atomic uint64_t next_id;
+	_Atomic bool closed;   /* shutdown began: spawns are refused */
+	_Atomic bool stopping; /* workers exit once idle */
+
+	pthread_mutex_t shutdown_lock;
+	bool shutdown_done;
+	bool leaked; /* a worker never stopped: memory must stay */
+	int shutdown_result;
+};
+
+#endif

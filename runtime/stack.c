@@ -1,0 +1,157 @@
+/*
+ * Task stacks: mapping, guard regions and the per-worker pool.
+ *
+ * Guard regions. On kernels with MADV_GUARD_INSTALL (6.13+) a generous
+ * 64 KiB guard is installed inside the stack's own mapping, which costs no
+ * extra VMA: that is what lets 100,000+ parked tasks fit under the default
+ * vm.max_map_count of 65530. Older kernels answer EINVAL and we fall back to
+ * an mprotect()ed guard page, which splits the mapping in two VMAs (about
+ * 32,000 live stacks then). The library is built with
+ * -fstack-clash-protection so a large frame probes page by page and cannot
+ * jump over the guard.
+ *
+ * Pool. Each worker keeps a LIFO list of free stacks of the runtime's default
+ * size: a task that finishes without parking hands the same, cache-hot stack
+ * to the next one. Beyond the high-water mark stacks are unmapped, returning
+ * their memory to the OS. Stacks of other sizes are never pooled.
+ */
+#include "stack.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "fault.h"
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102 /* Linux 6.13; Debian 12's headers lack it */
+#endif
+
+#define GUARD_MADVISE_LEN (64u * 1024)
+#define GUARD_BELOW_SLACK (1u << 20)
+
+enum { GUARD_UNKNOWN, GUARD_MADVISE, GUARD_MPROTECT };
+static _Atomic int guard_mode = GUARD_UNKNOWN;
+static atomic_flag warned_map_count = ATOMIC_FLAG_INIT;
+
+static size_t page_size(void)
+{
+	static size_t page;
+	if (!page)
+		page = (size_t)sysconf(_SC_PAGESIZE);
+	return page;
+}
+
+static size_t round_up(size_t n, size_t to)
+{
+	return (n + to - 1) / to * to;
+}
+
+static bool install_guard(char *map, size_t len)
+{
+	int mode = atomic_load_explicit(&guard_mode, memory_order_relaxed);
+	if (mode != GUARD_MPROTECT) {
+		if (madvise(map, len, MADV_GUARD_INSTALL) == 0) {
+			atomic_store_explicit(&guard_mode, GUARD_MADVISE, memory_order_relaxed);
+			return true;
+		}
+		if (errno != EINVAL)
+			return false;
+		atomic_store_explicit(&guard_mode, GUARD_MPROTECT, memory_order_relaxed);
+	}
+	if (mprotect(map, len, PROT_NONE) == 0)
+		return true;
+	if (errno == ENOMEM && !atomic_flag_test_and_set(&warned_map_count))
+		fprintf(stderr,
+		        "weft: cannot add a stack guard page: the process has reached "
+		        "vm.max_map_count (each guarded stack uses 2 mappings on this kernel)\n");
+	return false;
+}
+
+static struct weft__stack *stack_map(size_t size)
+{
+	if (weft__fault(WEFT__FAULT_STACK_ALLOC))
+		return NULL;
+	size_t page = page_size();
+	size_t guard = atomic_load_explicit(&guard_mode, memory_order_relaxed) == GUARD_MPROTECT
+	                       ? page
+	                       : GUARD_MADVISE_LEN;
+	size_t body = round_up(size + sizeof(struct weft__stack) + 64, page);
+	size_t len = guard + body;
+	char *map = mmap(NULL, len, PROT_READ | PROT_WRITE,
+	                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+	if (map == MAP_FAILED)
+		return NULL;
+	if (!install_guard(map, guard)) {
+		munmap(map, len);
+		return NULL;
+	}
+	uintptr_t desc = ((uintptr_t)(map + len) - sizeof(struct weft__stack)) & ~(uintptr_t)63;
+	struct weft__stack *s = (struct weft__stack *)desc;
+	s->next = NULL;
+	s->map = map;
+	s->map_len = len;
+	s->guard_len = guard;
+	s->size = (size_t)((char *)s - (map + guard));
+	return s;
+}
+
+static void stack_unmap(struct weft__stack *s)
+{
+	munmap(s->map, s->map_len);
+}
+
+bool weft__stack_guard_hit(const struct weft__stack *s, const void *addr)
+{
+	uintptr_t a = (uintptr_t)addr, lo = (uintptr_t)s->map;
+	return a < lo + s->guard_len && a + GUARD_BELOW_SLACK >= lo;
+}
+
+bool weft__stack_guard_is_madvise(void)
+{
+	return atomic_load_explicit(&guard_mode, memory_order_relaxed) == GUARD_MADVISE;
+}
+
+void weft__stack_pool_init(struct weft__stack_pool *p, size_t size, unsigned high_water)
+{
+	p->free = NULL;
+	p->count = 0;
+	p->high_water = high_water;
+	p->size = size;
+}
+
+void weft__stack_pool_drain(struct weft__stack_pool *p)
+{
+	while (p->free) {
+		struct weft__stack *s = p->free;
+		p->free = s->next;
+		stack_unmap(s);
+	}
+	p->count = 0;
+}
+
+struct weft__stack *weft__stack_get(struct weft__stack_pool *p, size_t size)
+{
+	if (p && size == p->size && p->free) {
+		struct weft__stack *s = p->free;
+		p->free = s->next;
+		p->count--;
+		return s;
+	}
+	return stack_map(size);
+}
+
+void weft__stack_put(struct weft__stack_pool *p, struct weft__stack *s)
+{
+	if (p && s->size >= p->size && s->size < p->size + page_size() &&
+	    p->count < p->high_water) {
+		s->next = p->free;
+		p->free = s;
+		p->count++;
+		return;
+	}
+	stack_unmap(s);
+}

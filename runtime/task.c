@@ -1,0 +1,218 @@
+/*
+ * Task lifecycle: spawn, wake, join, detach, cancel and the reference count.
+ * The state word and its invariants are described in task.h.
+ *
+ * Join protocol. The joiner stores its waker in t->joiner and then sets
+ * JOIN_WAITER; the completing worker sets COMPLETE and, if it saw
+ * JOIN_WAITER, wakes that waker. Both are single atomic read-modify-writes on
+ * the state word, so exactly one side sees the other:
+ *   - the joiner's fetch_or returns COMPLETE: the completer did not see the
+ *     waiter and will not wake it; the joiner drops its own waker;
+ *   - otherwise the completer will wake it. A cancelled joiner withdraws by
+ *     clearing JOIN_WAITER with a CAS that fails if COMPLETE is already set;
+ *     if it fails, the join has taken effect (the result is there) and the
+ *     completer owns the waker, so the join returns success.
+ * The result and cancelled_at_return are written before COMPLETE is
+ * published (release) and read after it is seen (acquire).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rt.h"
+#include "task.h"
+#include "tls.h"
+#include "wait.h"
+#include "worker.h"
+
+void weft__task_unref(struct weft_task *t)
+{
+	uint64_t prev = atomic_fetch_sub_explicit(&t->state, WEFT__T_REF_ONE, memory_order_acq_rel);
+	if ((prev & WEFT__T_REF_MASK) == WEFT__T_REF_ONE)
+		t->vt->release(t);
+}
+
+void weft__task_wake(struct weft_task *t)
+{
+	uint64_t prev = atomic_load_explicit(&t->state, memory_order_acquire), next;
+	do {
+		if (prev & WEFT__T_COMPLETE)
+			return;
+		if (prev & WEFT__T_SCHEDULED) {
+			if (prev & WEFT__T_NOTIFIED)
+				return;
+			next = prev | WEFT__T_NOTIFIED;
+		} else {
+			next = prev | WEFT__T_SCHEDULED;
+		}
+	} while (!atomic_compare_exchange_weak_explicit(
+	        &t->state, &prev, next, memory_order_acq_rel, memory_order_acquire));
+	if (!(prev & WEFT__T_SCHEDULED))
+		weft__task_schedule(t, WEFT__SCHED_WAKE);
+}
+
+weft_task *weft_spawn_at(weft_runtime *rt, weft_fn fn, void *arg, const weft_spawn_opts *opts,
+                         const char *file, int line)
+{
+	struct weft__tls *tls = weft__tls();
+	if (!rt)
+		rt = tls->rt;
+	if (!rt || !fn)
+		return NULL;
+	size_t stack_size = rt->cfg.stack_size;
+	if (opts && opts->stack_size) {
+		if (opts->stack_size < WEFT_MIN_STACK_SIZE ||
+		    opts->stack_size > WEFT_MAX_STACK_SIZE)
+			return NULL;
+		stack_size = opts->stack_size;
+	}
+	struct weft_task *t = weft__task_alloc();
+	if (!t)
+		return NULL;
+	memset(t, 0, sizeof *t);
+	atomic_init(&t->state, WEFT__T_SCHEDULED | WEFT__T_JOIN_INTEREST | 2 * WEFT__T_REF_ONE);
+	t->vt = &weft__fiber_task_vtable;
+	t->rt = rt;
+	t->stack_size = stack_size;
+	t->fn = fn;
+	t->arg = arg;
+	t->name = opts ? opts->name : NULL;
+	t->file = file ? file : "?";
+	t->line = line;
+	t->magic = WEFT__TASK_MAGIC;
+	if (opts && opts->pinned) {
+		t->pinned_spawn = true;
+		t->pin_depth = 1;
+	}
+	t->id = atomic_fetch_add_explicit(&rt->next_id, 1, memory_order_relaxed) + 1;
+
+	struct weft__thread *th = tls->thread;
+	bool local = th && th->rt == rt;
+	unsigned hint = local ? th->index : (unsigned)t->id;
+	if (weft__registry_insert(&rt->reg, t, hint) < 0) {
+		weft__task_free(t);
+		return NULL;
+	}
+	if (local)
+		atomic_store_explicit(&th->worker->spawned, th->worker->spawned + 1,
+		                      memory_order_relaxed);
+	weft__task_schedule(t, WEFT__SCHED_WAKE);
+	return t;
+}
+
+static bool handle_valid(weft_task *t)
+{
+	return t && t->magic == WEFT__TASK_MAGIC;
+}
+
+/* Consumes the handle: clears its bits and drops its reference. */
+static void drop_handle(weft_task *t)
+{
+	uint64_t prev = atomic_load_explicit(&t->state, memory_order_relaxed), next;
+	do {
+		next = (prev & ~(WEFT__T_JOIN_INTEREST | WEFT__T_JOIN_WAITER)) - WEFT__T_REF_ONE;
+	} while (!atomic_compare_exchange_weak_explicit(
+	        &t->state, &prev, next, memory_order_acq_rel, memory_order_relaxed));
+	if ((prev & WEFT__T_REF_MASK) == WEFT__T_REF_ONE)
+		t->vt->release(t);
+}
+
+/* Takes the joiner's waker back unless the task completed first; returns the
+   state seen (COMPLETE set: the completer owns the waker). */
+static uint64_t withdraw_joiner(weft_task *t)
+{
+	uint64_t cur = atomic_load_explicit(&t->state, memory_order_acquire);
+	do {
+		if (cur & WEFT__T_COMPLETE)
+			return cur;
+	} while (!atomic_compare_exchange_weak_explicit(&t->state, &cur, cur & ~WEFT__T_JOIN_WAITER,
+	                                                memory_order_acq_rel,
+	                                                memory_order_acquire));
+	weft__waker_drop(t->joiner);
+	return cur;
+}
+
+/* Waits for COMPLETE. 0 once seen (*state updated), or the caller's
+   cancellation with the waker withdrawn. */
+static int wait_complete(weft_task *t, uint64_t *state)
+{
+	_Atomic uint32_t word;
+	t->joiner = weft__waker_self(&word);
+	uint64_t s = atomic_fetch_or_explicit(&t->state, WEFT__T_JOIN_WAITER, memory_order_acq_rel);
+	if (s & WEFT__T_COMPLETE) {
+		weft__waker_drop(t->joiner); /* the completer did not see us */
+		*state = s;
+		return 0;
+	}
+	for (;;) {
+		weft__block(&word);
+		s = weft__task_state(t);
+		if (s & WEFT__T_COMPLETE)
+			break;
+		int rc = weft__wait_check();
+		if (rc) {
+			s = withdraw_joiner(t);
+			if (!(s & WEFT__T_COMPLETE))
+				return rc;
+			break; /* completed meanwhile: the join took effect */
+		}
+	}
+	*state = s;
+	return 0;
+}
+
+int weft_join(weft_task *t, void **result)
+{
+	if (!handle_valid(t))
+		return -EINVAL;
+	if (t == weft__tls()->task)
+		return -EDEADLK;
+	uint64_t s = weft__task_state(t);
+	if (!(s & WEFT__T_JOIN_INTEREST) || (s & WEFT__T_JOIN_WAITER))
+		return -EINVAL;
+	int rc = weft__wait_enter();
+	if (rc)
+		return rc;
+	s = weft__task_state(t);
+	if (!(s & WEFT__T_COMPLETE) && (rc = wait_complete(t, &s)) < 0)
+		return rc;
+	if (result)
+		*result = t->result;
+	rc = t->cancelled_at_return ? WEFT_CANCELED : 0;
+	drop_handle(t);
+	return rc;
+}
+
+static void handle_misuse(const char *call, weft_task *t)
+{
+	fprintf(stderr, "weft: %s on task %llu (spawned at %s:%d): its handle was already %s\n",
+	        call, (unsigned long long)t->id, t->file, t->line,
+	        (weft__task_state(t) & WEFT__T_JOIN_WAITER) ? "being joined"
+	                                                    : "joined or detached");
+	abort();
+}
+
+void weft_detach(weft_task *t)
+{
+	if (!handle_valid(t))
+		return;
+	uint64_t s = weft__task_state(t);
+	if (!(s & WEFT__T_JOIN_INTEREST) || (s & WEFT__T_JOIN_WAITER))
+		handle_misuse("weft_detach", t);
+	drop_handle(t);
+}
+
+void weft_cancel(weft_task *t)
+{
+	if (!handle_valid(t))
+		return;
+	uint64_t prev = atomic_load_explicit(&t->state, memory_order_acquire);
+	do {
+		if (prev & (WEFT__T_COMPLETE | WEFT__T_CANCELLED))
+			return;
+	} while (!atomic_compare_exchange_weak_explicit(&t->state, &prev, prev | WEFT__T_CANCELLED,
+	                                                memory_order_acq_rel,
+	                                                memory_order_acquire));
+	weft__task_wake(t);
+}

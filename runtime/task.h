@@ -1,0 +1,128 @@
+/*
+ * The task header and its state word (internal).
+ *
+ * The scheduler only knows this header and its vtable (run, release); a
+ * fiber is the one task kind today, and a stackless kind could be added
+ * behind the same two entries.
+ *
+ * State word (one atomic, like Tokio's task/state.rs, adapted to tasks that
+ * park themselves instead of being polled):
+ *
+ *   SCHEDULED     the task is runnable: in a run queue, or running. It is set
+ *                 by whoever makes the task runnable (spawn, a wake of a
+ *                 parked task) and cleared only by the worker that ran the
+ *                 task, after the task's context is fully saved (park commit).
+ *   NOTIFIED      a wake arrived while SCHEDULED: when the task next parks it
+ *                 is put back on a run queue instead of sleeping.
+ *   COMPLETE      fn returned; set once, never cleared.
+ *   CANCELLED     cancellation requested (never set once COMPLETE).
+ *   JOIN_INTEREST the handle has not been consumed.
+ *   JOIN_WAITER   a joiner has stored its waker in t->joiner; whoever clears
+ *                 the bit or sees COMPLETE next to it owns that waker.
+ *   refcount      bits 8 and up: one for the task being alive (dropped when it
+ *                 completes), one for the handle, one per stored waker.
+ *
+ * Invariants: a task is in at most one run queue, and only a task with
+ * SCHEDULED set is; so it never runs on two workers at once. A wake of a
+ * parked task (SCHEDULED clear) sets SCHEDULED and queues it; a wake of a
+ * runnable task only sets NOTIFIED; the park commit sees NOTIFIED in the same
+ * CAS that would clear SCHEDULED, so a wake racing a park is never lost.
+ * Parks may therefore return without the awaited event (a stale NOTIFIED):
+ * every wait loops on its condition.
+ */
+#ifndef WEFT_RUNTIME_TASK_H
+#define WEFT_RUNTIME_TASK_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <weft/task.h>
+
+#include "fiber.h"
+
+#define WEFT__T_SCHEDULED (1ull << 0)
+#define WEFT__T_NOTIFIED (1ull << 1)
+#define WEFT__T_COMPLETE (1ull << 2)
+#define WEFT__T_CANCELLED (1ull << 3)
+#define WEFT__T_JOIN_INTEREST (1ull << 4)
+#define WEFT__T_JOIN_WAITER (1ull << 5)
+#define WEFT__T_REF_ONE (1ull << 8)
+#define WEFT__T_REF_MASK (~(WEFT__T_REF_ONE - 1))
+
+#define WEFT__TASK_MAGIC 0x7466657774736b21ull
+#define WEFT__BUDGET 128
+
+struct weft__thread;
+struct weft__stack;
+
+/* Whom to wake when a wait ends: a task (holding a reference to it) or a
+   plain thread (a futex word on its stack). */
+struct weft__waker {
+	struct weft_task *task;
+	_Atomic uint32_t *word;
+};
+
+struct weft__task_vtable {
+	void (*run)(struct weft__thread *th, struct weft_task *t);
+	void (*release)(struct weft_task *t);
+};
+
+struct weft_task {
+	_Atomic uint64_t state;
+	struct weft_task *qnext; /* injector / inbox / batch link */
+	const struct weft__task_vtable *vt;
+	struct weft_runtime *rt;
+
+	struct weft__fiber fiber;
+	struct weft__stack *stack; /* NULL until the first run */
+	size_t stack_size;
+	int saved_errno;
+	int32_t budget;
+	uint16_t pin_depth;
+	uint16_t shield_depth;
+	bool cancelled_at_return; /* CANCELLED as fn returned: join's answer */
+	bool pinned_spawn;        /* spawned with opts.pinned: pin_depth starts at 1 */
+	struct weft__thread *pinned_to;
+
+	weft_fn fn;
+	void *arg;
+	void *result;
+	struct weft__waker joiner;
+
+	uint64_t id;
+	const char *name;
+	const char *file;
+	int line;
+	unsigned reg_shard;
+	struct weft_task *reg_prev, *reg_next;
+	uint64_t magic;
+};
+
+static inline uint64_t weft__task_state(struct weft_task *t)
+{
+	return atomic_load_explicit(&t->state, memory_order_acquire);
+}
+
+static inline void weft__task_ref(struct weft_task *t)
+{
+	atomic_fetch_add_explicit(&t->state, WEFT__T_REF_ONE, memory_order_relaxed);
+}
+
+void weft__task_unref(struct weft_task *t);
+
+/* Makes a parked task runnable, or marks a runnable one NOTIFIED. The caller
+   guarantees t is alive (holds a reference). */
+void weft__task_wake(struct weft_task *t);
+
+/* Wakes and drops the caller's reference. */
+static inline void weft__task_wake_by_val(struct weft_task *t)
+{
+	weft__task_wake(t);
+	weft__task_unref(t);
+}
+
+/* The fiber task kind's entry points, for the worker loop. */
+extern const struct weft__task_vtable weft__fiber_task_vtable;
+
+#endif

@@ -1,0 +1,187 @@
+/*
+ * Waiting: wakers, blocking, cancellation checks, the cooperative budget,
+ * yield, shields and pins. See wait.h for the protocol every wait follows.
+ *
+ * Budget: each task gets WEFT__BUDGET units whenever it is switched in;
+ * every wait and every weft_yield_maybe() spends one. A task that keeps
+ * finding its waits already satisfied (a channel that is never empty) would
+ * otherwise never give its worker back; when the budget is spent the next
+ * wait yields first. A task that parks starts afresh on resume.
+ */
+#include "wait.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "futex.h"
+#include "rt.h"
+#include "tls.h"
+#include "worker.h"
+
+struct weft__waker weft__waker_self(_Atomic uint32_t *word)
+{
+	struct weft_task *t = weft__tls()->task;
+	if (t) {
+		weft__task_ref(t);
+		return (struct weft__waker){t, NULL};
+	}
+	atomic_store_explicit(word, 0, memory_order_relaxed);
+	return (struct weft__waker){NULL, word};
+}
+
+void weft__waker_wake(struct weft__waker w)
+{
+	if (w.task) {
+		weft__task_wake_by_val(w.task);
+		return;
+	}
+	/* The store is our last access to the waiting thread's stack: the
+	   futex call only hashes the address. */
+	atomic_store_explicit(w.word, 1, memory_order_release);
+	weft__futex_wake(w.word, 1);
+}
+
+void weft__waker_drop(struct weft__waker w)
+{
+	if (w.task)
+		weft__task_unref(w.task);
+}
+
+void weft__task_park(void)
+{
+	weft__task_switch_out(WEFT__SW_PARK);
+}
+
+void weft__block(_Atomic uint32_t *word)
+{
+	if (weft__tls()->task) {
+		weft__task_park();
+		return;
+	}
+	while (atomic_load_explicit(word, memory_order_acquire) == 0)
+		weft__futex_wait(word, 0, NULL);
+}
+
+int weft__wait_check(void)
+{
+	struct weft_task *t = weft__tls()->task;
+	if (t && t->shield_depth == 0 && (weft__task_state(t) & WEFT__T_CANCELLED))
+		return -ECANCELED;
+	return 0;
+}
+
+static void yield_now(struct weft_task *t)
+{
+	t->budget = WEFT__BUDGET;
+	weft__task_switch_out(WEFT__SW_YIELD);
+}
+
+int weft__wait_enter(void)
+{
+	struct weft_task *t = weft__tls()->task;
+	if (!t)
+		return 0;
+	int rc = weft__wait_check();
+	if (rc)
+		return rc;
+	if (--t->budget <= 0) {
+		yield_now(t);
+		return weft__wait_check();
+	}
+	return 0;
+}
+
+int weft_yield(void)
+{
+	struct weft_task *t = weft__tls()->task;
+	if (!t) {
+		sched_yield();
+		return 0;
+	}
+	/* Yields even when cancelled: a cancelled task spinning on yield must
+	   still let the others run. */
+	yield_now(t);
+	return weft__wait_check();
+}
+
+int weft_yield_maybe(void)
+{
+	struct weft_task *t = weft__tls()->task;
+	if (!t)
+		return 0;
+	if (--t->budget <= 0)
+		yield_now(t);
+	return weft__wait_check();
+}
+
+weft_task *weft_current(void)
+{
+	return weft__tls()->task;
+}
+
+bool weft_is_cancelled(void)
+{
+	struct weft_task *t = weft__tls()->task;
+	return t && (weft__task_state(t) & WEFT__T_CANCELLED);
+}
+
+weft_runtime *weft_runtime_current(void)
+{
+	return weft__tls()->rt;
+}
+
+static void scope_misuse(const char *call)
+{
+	struct weft_task *t = weft__tls()->task;
+	fprintf(stderr, "weft: %s without a matching push in task %llu '%s' (spawned at %s:%d)\n",
+	        call, (unsigned long long)t->id, t->name ? t->name : "", t->file, t->line);
+	abort();
+}
+
+int weft_shield_push(void)
+{
+	struct weft_task *t = weft__tls()->task;
+	if (!t)
+		return 0;
+	if (t->shield_depth == UINT16_MAX)
+		return -EOVERFLOW;
+	t->shield_depth++;
+	return 0;
+}
+
+void weft_shield_pop(void)
+{
+	struct weft_task *t = weft__tls()->task;
+	if (!t)
+		return;
+	if (t->shield_depth == 0)
+		scope_misuse("weft_shield_pop");
+	t->shield_depth--;
+}
+
+int weft_pin_push(void)
+{
+	struct weft__tls *tls = weft__tls();
+	struct weft_task *t = tls->task;
+	if (!t)
+		return 0;
+	if (t->pin_depth == UINT16_MAX)
+		return -EOVERFLOW;
+	t->pin_depth++;
+	t->pinned_to = tls->thread;
+	return 0;
+}
+
+void weft_pin_pop(void)
+{
+	struct weft_task *t = weft__tls()->task;
+	if (!t)
+		return;
+	unsigned floor = t->pinned_spawn ? 1 : 0;
+	if (t->pin_depth <= floor)
+		scope_misuse("weft_pin_pop");
+	if (--t->pin_depth == 0)
+		t->pinned_to = NULL;
+}

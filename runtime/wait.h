@@ -1,0 +1,58 @@
+/*
+ * How a caller waits (internal): the building blocks every wait is made of.
+ *
+ * A wait registers a waker with the thing it waits on, then blocks until
+ * woken, re-checking its condition each time (a task's park may return
+ * early, see task.h). A waker is either the calling task, which it holds a
+ * reference to so that a waker in flight never touches freed memory, or a
+ * futex word on a plain thread's stack, which the waker sets as its last
+ * access to that memory. Whoever takes a waker out of the waited-on object
+ * must either wake it or drop it, exactly once.
+ *
+ * The pattern (join and oneshot recv follow it):
+ *
+ *     if ((rc = weft__wait_enter()) < 0) return rc;     // cancelled: no effect
+ *     if (!ready) {
+ *         w = weft__waker_self(&word); publish w;
+ *         while (!ready) {
+ *             weft__block(&word);
+ *             if (!ready && (rc = weft__wait_check()) < 0 && withdraw w)
+ *                 return rc;                             // nothing taken
+ *         }
+ *     }
+ *     take effect; return 0;                              // even if cancelled now
+ */
+#ifndef WEFT_RUNTIME_WAIT_H
+#define WEFT_RUNTIME_WAIT_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "task.h"
+
+/* A waker for the caller: the current task (a reference is taken), or the
+   futex word *word (reset to 0) of a plain thread. */
+struct weft__waker weft__waker_self(_Atomic uint32_t *word);
+
+/* Wakes and consumes a waker. */
+void weft__waker_wake(struct weft__waker w);
+
+/* Consumes a waker without waking (after withdrawing it). */
+void weft__waker_drop(struct weft__waker w);
+
+/* Blocks the caller until its waker is woken. A task may return early; a
+   thread returns only once *word was set. */
+void weft__block(_Atomic uint32_t *word);
+
+/* The checks every wait makes before it waits and after each wake-up:
+   -ECANCELED for a cancelled task outside a shield; else 0. */
+int weft__wait_check(void);
+
+/* weft__wait_check, plus spending one unit of the coop budget (yielding
+   first when it is used up). */
+int weft__wait_enter(void);
+
+/* Parks the current task (part of weft__block). */
+void weft__task_park(void);
+
+#endif

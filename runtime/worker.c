@@ -1,0 +1,517 @@
+/*
+ * The worker loop: where tasks run, yield, park and finish.
+ *
+ * Each worker thread loops:
+ *
+ *   next_task:  every global_queue_interval (61) ticks the pinned inbox and the
+ *               injector first (so two tasks that keep waking each other cannot
+ *               starve them); then the LIFO slot (at most 3 runs in a row),
+ *               the pinned inbox, the local queue, a batch from the injector.
+ *   search:     if allowed to search (at most half the workers do), steal half
+ *               of a random victim's queue, or take from the injector; keep
+ *               looking for spin_us before giving up, because waking a
+ *               sleeping thread costs ~6 us of the waker's core here against
+ *               ~15 ns for a fiber switch.
+ *   sleep:      announce it (idle.c), re-check, park on the thread's futex.
+ *
+ * Running a task switches from the scheduler's context (the thread's own
+ * stack) into the task's fiber; the task switches back with a reason. The
+ * bookkeeping of that reason -- re-queueing a yield, committing a park,
+ * finishing a task -- happens here, on the scheduler's stack, after the
+ * task's context is completely saved. That is what makes it safe for another
+ * worker to pick the task up the moment it is queued: no task is ever queued
+ * while its stack is still in use.
+ *
+ * Where a runnable task goes (weft__task_schedule):
+ *   pinned to a thread     -> that thread's inbox (never stolen)
+ *   on a worker of its rt  -> woken/spawned: the LIFO slot (the displaced
+ *                             occupant goes to the queue); yielded: the queue
+ *   anywhere else          -> the injector
+ * and a push to a stealable place wakes a sleeping worker when nobody is
+ * searching (idle.h explains why that loses no wake-up).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "fault.h"
+#include "overflow.h"
+#include "rt.h"
+#include "task.h"
+#include "tls.h"
+#include "wait.h"
+#include "worker.h"
+
+/* ------------------------------------------------------------------ tasks */
+
+struct weft_task *weft__task_alloc(void)
+{
+	if (weft__fault(WEFT__FAULT_TASK_ALLOC))
+		return NULL;
+	struct weft__thread *th = weft__tls()->thread;
+	if (th) {
+		struct weft__worker *w = th->worker;
+		struct weft_task *t = w->task_cache;
+		if (t) {
+			w->task_cache = t->qnext;
+			w->task_cache_n--;
+			return t;
+		}
+	}
+	return aligned_alloc(64,
+	                     sizeof(struct weft_task) + (64 - sizeof(struct weft_task) % 64) % 64);
+}
+
+void weft__task_free(struct weft_task *t)
+{
+	t->magic = 0;
+	struct weft__thread *th = weft__tls()->thread;
+	if (th && th->rt == t->rt && th->worker->task_cache_n < WEFT__TASK_CACHE_MAX) {
+		struct weft__worker *w = th->worker;
+		t->qnext = w->task_cache;
+		w->task_cache = t;
+		w->task_cache_n++;
+		return;
+	}
+	free(t);
+}
+
+void weft__worker_drain(struct weft__worker *w)
+{
+	while (w->task_cache) {
+		struct weft_task *t = w->task_cache;
+		w->task_cache = t->qnext;
+		free(t);
+	}
+	w->task_cache_n = 0;
+	weft__stack_pool_drain(&w->stacks);
+}
+
+/* ------------------------------------------------------------- scheduling */
+
+void weft__notify_one(struct weft_runtime *rt)
+{
+	/* Our push must be visible before we read the idle state, or a worker
+	   going to sleep could miss both (idle.h). */
+	atomic_thread_fence(memory_order_seq_cst);
+	int idx = weft__idle_pick_sleeper(&rt->idle);
+	if (idx >= 0)
+		weft__parker_unpark(&rt->threads[idx].parker);
+}
+
+void weft__wake_all(struct weft_runtime *rt)
+{
+	for (unsigned i = 0; i < rt->nworkers; i++) {
+		weft__idle_take_sleeper(&rt->idle, i);
+		weft__parker_unpark(&rt->threads[i].parker);
+	}
+}
+
+static void inbox_push(struct weft__thread *target, struct weft_task *t)
+{
+	t->qnext = NULL;
+	pthread_mutex_lock(&target->inbox_lock);
+	if (target->inbox_tail)
+		target->inbox_tail->qnext = t;
+	else
+		target->inbox_head = t;
+	target->inbox_tail = t;
+	atomic_fetch_add_explicit(&target->inbox_len, 1, memory_order_seq_cst);
+	pthread_mutex_unlock(&target->inbox_lock);
+	if (weft__tls()->thread != target &&
+	    weft__idle_take_sleeper(&target->rt->idle, target->index))
+		weft__parker_unpark(&target->parker);
+}
+
+static struct weft_task *inbox_pop(struct weft__thread *th)
+{
+	if (atomic_load_explicit(&th->inbox_len, memory_order_acquire) == 0)
+		return NULL;
+	pthread_mutex_lock(&th->inbox_lock);
+	struct weft_task *t = th->inbox_head;
+	if (t) {
+		th->inbox_head = t->qnext;
+		if (!th->inbox_head)
+			th->inbox_tail = NULL;
+		atomic_fetch_sub_explicit(&th->inbox_len, 1, memory_order_relaxed);
+	}
+	pthread_mutex_unlock(&th->inbox_lock);
+	return t;
+}
+
+static void push_back(struct weft_runtime *rt, struct weft__worker *w, struct weft_task *t)
+{
+	struct weft__batch overflow;
+	if (weft__lq_push(&w->lq, t, &overflow))
+		weft__inject_push_batch(&rt->inject, &overflow);
+}
+
+static void schedule_local(struct weft__thread *th, struct weft_task *t, enum weft__sched_how how)
+{
+	struct weft__worker *w = th->worker;
+	if (how == WEFT__SCHED_WAKE) {
+		struct weft_task *prev = w->lifo;
+		w->lifo = t;
+		if (!prev)
+			return; /* the slot is not stealable: nobody else to wake */
+		t = prev;
+	}
+	push_back(th->rt, w, t);
+	weft__notify_one(th->rt);
+}
+
+void weft__task_schedule(struct weft_task *t, enum weft__sched_how how)
+{
+	if (t->pinned_to) {
+		inbox_push(t->pinned_to, t);
+		return;
+	}
+	struct weft__thread *th = weft__tls()->thread;
+	if (th && th->rt == t->rt) {
+		schedule_local(th, t, how);
+		return;
+	}
+	weft__inject_push(&t->rt->inject, t);
+	weft__notify_one(t->rt);
+}
+
+void weft__task_switch_out(enum weft__switch_reason why)
+{
+	struct weft__tls *tls = weft__tls();
+	struct weft_task *t = tls->task;
+	struct weft__thread *th = tls->thread;
+	th->reason = why;
+	weft__fiber_switch(&t->fiber, &th->sched);
+	/* Resumed, possibly on another thread: th and tls are stale now. */
+}
+
+/* ------------------------------------------------------------ fiber tasks */
+
+static void misuse_abort(struct weft_task *t, const char *what)
+{
+	fprintf(stderr, "weft: task %llu '%s' (spawned at %s:%d) returned with %s still open\n",
+	        (unsigned long long)t->id, t->name ? t->name : "", t->file, t->line, what);
+	abort();
+}
+
+static void fiber_task_entry(void *arg)
+{
+	struct weft_task *t = arg;
+	weft__fiber_started();
+	t->result = t->fn(t->arg);
+	t->cancelled_at_return = (weft__task_state(t) & WEFT__T_CANCELLED) != 0;
+	if (t->shield_depth)
+		misuse_abort(t, "a shield scope (weft_shield_push)");
+	if (t->pin_depth != (t->pinned_spawn ? 1 : 0))
+		misuse_abort(t, "a pin scope (weft_pin_push)");
+	struct weft__tls *tls = weft__tls();
+	struct weft__thread *th = tls->thread;
+	th->reason = WEFT__SW_EXIT;
+	weft__fiber_exit_to(&t->fiber, &th->sched);
+}
+
+/* fn returned: release the stack, publish COMPLETE, wake the joiner, and
+   drop the task's own reference. */
+static void complete(struct weft__thread *th, struct weft_task *t)
+{
+	weft__stack_put(&th->worker->stacks, t->stack);
+	t->stack = NULL;
+	weft__fiber_destroy(&t->fiber);
+
+	uint64_t prev = atomic_load_explicit(&t->state, memory_order_relaxed), next;
+	do {
+		next = (prev & ~(WEFT__T_SCHEDULED | WEFT__T_NOTIFIED)) | WEFT__T_COMPLETE;
+	} while (!atomic_compare_exchange_weak_explicit(
+	        &t->state, &prev, next, memory_order_acq_rel, memory_order_relaxed));
+	if (prev & WEFT__T_JOIN_WAITER)
+		weft__waker_wake(t->joiner);
+	weft__registry_remove(&th->rt->reg, t);
+	weft__task_unref(t);
+}
+
+/* The task parked: it sleeps unless a wake arrived while it was running, in
+   which case it goes back on the queue. */
+static void park_commit(struct weft__thread *th, struct weft_task *t)
+{
+	uint64_t prev = atomic_load_explicit(&t->state, memory_order_relaxed), next;
+	do {
+		next = (prev & WEFT__T_NOTIFIED) ? (prev & ~WEFT__T_NOTIFIED)
+		                                 : (prev & ~WEFT__T_SCHEDULED);
+	} while (!atomic_compare_exchange_weak_explicit(
+	        &t->state, &prev, next, memory_order_acq_rel, memory_order_relaxed));
+	if (prev & WEFT__T_NOTIFIED) {
+		if (t->pinned_to)
+			inbox_push(t->pinned_to, t);
+		else
+			schedule_local(th, t, WEFT__SCHED_YIELD);
+	}
+}
+
+/* No stack could be mapped for the task's first run (memory or
+   vm.max_map_count exhausted): put it back and let the worker breathe, so the
+   task runs once memory is available again. */
+static void stack_unavailable(struct weft__thread *th, struct weft_task *t)
+{
+	static atomic_flag warned = ATOMIC_FLAG_INIT;
+	if (!atomic_flag_test_and_set(&warned))
+		fprintf(stderr, "weft: cannot map a stack for task %llu (%s); retrying\n",
+		        (unsigned long long)t->id, strerror(errno));
+	weft__inject_push(&th->rt->inject, t);
+	struct timespec pause = {0, 1000 * 1000};
+	nanosleep(&pause, NULL);
+}
+
+static void fiber_task_run(struct weft__thread *th, struct weft_task *t)
+{
+	struct weft__tls *tls = weft__tls();
+	if (!t->stack) {
+		t->stack = weft__stack_get(&th->worker->stacks, t->stack_size);
+		if (!t->stack) {
+			stack_unavailable(th, t);
+			return;
+		}
+		weft__fiber_make(&t->fiber, weft__stack_lo(t->stack), t->stack->size,
+		                 fiber_task_entry, t);
+		if (t->pin_depth && !t->pinned_to)
+			t->pinned_to = th; /* spawned pinned: bound where it first runs */
+	}
+	t->budget = WEFT__BUDGET;
+	tls->task = t;
+	errno = t->saved_errno;
+	weft__fiber_switch(&th->sched, &t->fiber);
+	t->saved_errno = errno;
+	tls->task = NULL;
+
+	switch (th->reason) {
+	case WEFT__SW_YIELD:
+		if (t->pinned_to)
+			inbox_push(t->pinned_to, t);
+		else
+			schedule_local(th, t, WEFT__SCHED_YIELD);
+		break;
+	case WEFT__SW_PARK:
+		park_commit(th, t);
+		break;
+	case WEFT__SW_EXIT:
+		complete(th, t);
+		break;
+	}
+}
+
+static void fiber_task_release(struct weft_task *t)
+{
+	if (t->stack) {
+		/* Never completed (left behind by a shutdown): not pooled. */
+		weft__stack_put(NULL, t->stack);
+		weft__fiber_destroy(&t->fiber);
+	}
+	weft__task_free(t);
+}
+
+const struct weft__task_vtable weft__fiber_task_vtable = {
+        .run = fiber_task_run,
+        .release = fiber_task_release,
+};
+
+/* ------------------------------------------------------------ worker loop */
+
+static uint64_t rng_next(struct weft__worker *w)
+{
+	uint64_t x = w->rng;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	w->rng = x;
+	return x * 0x2545F4914F6CDD1Dull;
+}
+
+/* Takes a fair share of the injector: the first task to run now, the rest
+   into the local queue. */
+static struct weft_task *take_injected(struct weft_runtime *rt, struct weft__worker *w)
+{
+	size_t len = weft__inject_len(&rt->inject);
+	if (len == 0)
+		return NULL;
+	unsigned room = weft__lq_free_slots(&w->lq);
+	size_t n = len / rt->nworkers + 1;
+	if (n > room + 1)
+		n = room + 1;
+	if (n > WEFT__LQ_CAP / 2)
+		n = WEFT__LQ_CAP / 2;
+	struct weft__batch b;
+	weft__inject_pop_batch(&rt->inject, (unsigned)n, &b);
+	if (b.n == 0)
+		return NULL;
+	struct weft_task *first = b.first;
+	if (b.n > 1)
+		weft__lq_push_batch(&w->lq, first->qnext, b.n - 1);
+	return first;
+}
+
+static struct weft_task *next_task(struct weft__thread *th)
+{
+	struct weft_runtime *rt = th->rt;
+	struct weft__worker *w = th->worker;
+	struct weft_task *t;
+
+	if (++w->tick % rt->cfg.global_queue_interval == 0) {
+		if ((t = inbox_pop(th)) || (t = take_injected(rt, w)))
+			return t;
+	}
+	if ((t = w->lifo)) {
+		w->lifo = NULL;
+		if (w->lifo_runs < WEFT__LIFO_MAX_RUNS) {
+			w->lifo_runs++;
+			return t;
+		}
+		push_back(rt, w, t); /* capped: to the back, behind the others */
+	}
+	w->lifo_runs = 0;
+	if ((t = inbox_pop(th)) || (t = weft__lq_pop(&w->lq)) || (t = take_injected(rt, w)))
+		return t;
+	return NULL;
+}
+
+static struct weft_task *steal_work(struct weft__thread *th)
+{
+	struct weft_runtime *rt = th->rt;
+	struct weft__worker *w = th->worker;
+	unsigned n = rt->nworkers;
+	unsigned start = (unsigned)(rng_next(w) % n);
+	for (unsigned i = 0; i < n; i++) {
+		unsigned idx = (start + i) % n;
+		if (idx == w->index)
+			continue;
+		unsigned stolen = 0;
+		struct weft_task *t = weft__lq_steal(&rt->workers[idx].lq, &w->lq, &stolen);
+		if (t) {
+			atomic_store_explicit(&w->steals, w->steals + 1, memory_order_relaxed);
+			atomic_store_explicit(&w->stolen_tasks, w->stolen_tasks + stolen,
+			                      memory_order_relaxed);
+			return t;
+		}
+	}
+	return take_injected(rt, w);
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ volatile("yield");
+#endif
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Steals for up to spin_ns if this worker may search; NULL if nothing came. */
+static struct weft_task *search(struct weft__thread *th)
+{
+	struct weft_runtime *rt = th->rt;
+	if (!th->searching) {
+		if (!weft__idle_try_search(&rt->idle))
+			return NULL;
+		th->searching = true;
+	}
+	uint64_t deadline = 0;
+	for (;;) {
+		struct weft_task *t = steal_work(th);
+		if (t || (t = inbox_pop(th)))
+			return t;
+		if (atomic_load_explicit(&rt->stopping, memory_order_relaxed))
+			return NULL;
+		uint64_t now = now_ns();
+		if (!deadline)
+			deadline = now + rt->spin_ns;
+		if (now >= deadline)
+			return NULL;
+		for (int i = 0; i < 32; i++)
+			cpu_relax();
+	}
+}
+
+static bool work_visible(struct weft_runtime *rt)
+{
+	if (weft__inject_len(&rt->inject))
+		return true;
+	for (unsigned i = 0; i < rt->nworkers; i++)
+		if (!weft__lq_is_empty(&rt->workers[i].lq))
+			return true;
+	return false;
+}
+
+static void sleep_until_woken(struct weft__thread *th)
+{
+	struct weft_runtime *rt = th->rt;
+	bool last = weft__idle_to_sleeping(&rt->idle, th->index, th->searching);
+	th->searching = false;
+	/* Re-check after announcing the sleep: a push that saw us searching
+	   skipped its wake (idle.h). */
+	if (last && work_visible(rt))
+		weft__notify_one(rt);
+	if ((atomic_load_explicit(&th->inbox_len, memory_order_seq_cst) ||
+	     atomic_load_explicit(&rt->stopping, memory_order_seq_cst)) &&
+	    weft__idle_take_sleeper(&rt->idle, th->index))
+		return;
+	atomic_store_explicit(&th->worker->parks, th->worker->parks + 1, memory_order_relaxed);
+	for (;;) {
+		weft__parker_park(&th->parker);
+		bool searching;
+		if (weft__idle_from_sleeping(&rt->idle, th->index, &searching)) {
+			th->searching = searching;
+			return;
+		}
+	}
+}
+
+static void run_loop(struct weft__thread *th)
+{
+	struct weft_runtime *rt = th->rt;
+	for (;;) {
+		struct weft_task *t = next_task(th);
+		if (!t)
+			t = search(th);
+		if (t) {
+			if (th->searching) {
+				th->searching = false;
+				if (weft__idle_leave_search(&rt->idle))
+					weft__notify_one(rt);
+			}
+			t->vt->run(th, t);
+			continue;
+		}
+		if (atomic_load_explicit(&rt->stopping, memory_order_acquire))
+			break;
+		sleep_until_woken(th);
+	}
+	if (th->searching) {
+		th->searching = false;
+		weft__idle_leave_search(&rt->idle);
+	}
+}
+
+void *weft__worker_main(void *arg)
+{
+	struct weft__thread *th = arg;
+	struct weft__tls *tls = weft__tls();
+	tls->thread = th;
+	tls->rt = th->rt;
+	tls->task = NULL;
+	weft__fiber_init_thread(&th->sched);
+	th->altstack = weft__overflow_thread_init();
+	run_loop(th);
+	weft__overflow_thread_fini(th->altstack);
+	th->altstack = NULL;
+	tls->thread = NULL;
+	tls->rt = NULL;
+	return NULL;
+}

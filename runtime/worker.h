@@ -1,0 +1,97 @@
+/*
+ * Workers (internal): the scheduler state a worker owns, and the OS thread
+ * that runs it.
+ *
+ * As Go separates a P (the right and the means to run tasks: run queue,
+ * caches) from an M (the OS thread), weft separates struct weft__worker from
+ * struct weft__thread. Today each thread runs one worker for its whole life;
+ * the stall monitor (a later issue) hands a stuck thread's worker to a
+ * replacement thread, so nothing in struct weft__worker may assume which
+ * thread runs it, and everything bound to a thread (its scheduler context,
+ * parker, signal stack, the tasks pinned to it) lives in struct weft__thread.
+ */
+#ifndef WEFT_RUNTIME_WORKER_H
+#define WEFT_RUNTIME_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "fiber.h"
+#include "park.h"
+#include "queue.h"
+#include "stack.h"
+
+struct weft_runtime;
+struct weft_task;
+
+#define WEFT__LIFO_MAX_RUNS 3    /* consecutive LIFO-slot runs before fairness */
+#define WEFT__TASK_CACHE_MAX 256 /* freed task headers kept per worker */
+#define WEFT__STACK_HIGH_WATER 128
+
+struct weft__worker {
+	struct weft__lqueue lq; /* stealable */
+	struct weft_task *lifo; /* runs next; not stealable */
+	unsigned lifo_runs;
+	uint32_t tick;
+	unsigned index;
+	uint64_t rng;
+	struct weft__stack_pool stacks;
+	struct weft_task *task_cache;
+	unsigned task_cache_n;
+	_Atomic uint64_t spawned, steals, stolen_tasks, parks;
+};
+
+enum weft__switch_reason { WEFT__SW_YIELD, WEFT__SW_PARK, WEFT__SW_EXIT };
+
+struct weft__thread {
+	struct weft_runtime *rt;
+	struct weft__worker *worker;
+	unsigned index;
+	pthread_t pthread;
+	bool started;
+	bool searching;
+	enum weft__switch_reason reason;
+	struct weft__fiber sched; /* the scheduler's own context on the thread stack */
+	struct weft__parker parker;
+	void *altstack;
+
+	/* Tasks pinned to this thread that became runnable: never stolen. */
+	_Alignas(64) _Atomic unsigned inbox_len;
+	pthread_mutex_t inbox_lock;
+	struct weft_task *inbox_head, *inbox_tail;
+};
+
+/* How a runnable task is queued. */
+enum weft__sched_how {
+	WEFT__SCHED_WAKE,  /* woken or spawned: the LIFO slot of the current worker */
+	WEFT__SCHED_YIELD, /* back of the queue */
+};
+
+/* Queues a task that just became runnable (SCHEDULED already set by the
+   caller), on the current worker when there is one of t's runtime, else on
+   the injector. */
+void weft__task_schedule(struct weft_task *t, enum weft__sched_how how);
+
+/* Called by the running task: saves its context and returns to the scheduler,
+   which then yields, parks (unless woken meanwhile) or finishes the task. */
+void weft__task_switch_out(enum weft__switch_reason why);
+
+/* Worker thread body. */
+void *weft__worker_main(void *arg);
+
+/* Wakes one sleeping worker if work may be waiting and nobody searches. */
+void weft__notify_one(struct weft_runtime *rt);
+
+/* Wakes every worker (shutdown). */
+void weft__wake_all(struct weft_runtime *rt);
+
+/* Task header allocation with the per-worker cache. */
+struct weft_task *weft__task_alloc(void);
+void weft__task_free(struct weft_task *t);
+
+/* Frees a worker's caches (after its thread stopped). */
+void weft__worker_drain(struct weft__worker *w);
+
+#endif

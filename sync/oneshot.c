@@ -1,0 +1,158 @@
+/*
+ * The oneshot: one value, one sender, one receiver.
+ *
+ * State bits:
+ *   VALUE       the value is in place (set once, by send)
+ *   CLOSED      the sender left without sending
+ *   RX_WAITING  the receiver stored its waker in o->rx
+ *   TX_DONE     the sender will not touch the object again
+ *   RX_DONE     the receiver will not touch the object again
+ * The side that sets the second of TX_DONE/RX_DONE frees the object.
+ *
+ * The sender publishes VALUE (or CLOSED) first and only then -- after waking
+ * the receiver through o->rx -- sets TX_DONE, so the receiver cannot free
+ * the object while the sender still reads o->rx. The receiver withdraws its
+ * waker (cancelled recv) with a CAS that fails once VALUE or CLOSED is set:
+ * from then on the sender owns the waker, and the value is delivered.
+ */
+#include <errno.h>
+#include <stdalign.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <weft/sync.h>
+
+#include "../runtime/fault.h"
+#include "../runtime/wait.h"
+
+#define VALUE 1u
+#define CLOSED 2u
+#define RX_WAITING 4u
+#define TX_DONE 8u
+#define RX_DONE 16u
+
+struct weft_oneshot {
+	_Atomic uint32_t state;
+	size_t elem_size;
+	struct weft__waker rx;
+	alignas(max_align_t) unsigned char value[];
+};
+
+weft_oneshot *weft_oneshot_new(size_t elem_size)
+{
+	if (elem_size == 0 || elem_size > SIZE_MAX / 2 || weft__fault(WEFT__FAULT_ONESHOT_ALLOC))
+		return NULL;
+	struct weft_oneshot *o = malloc(sizeof *o + elem_size);
+	if (!o)
+		return NULL;
+	atomic_init(&o->state, 0);
+	o->elem_size = elem_size;
+	o->rx = (struct weft__waker){NULL, NULL};
+	return o;
+}
+
+/* Publishes VALUE or CLOSED, wakes a waiting receiver, then leaves. Returns
+   -EPIPE if the receiver had already left. */
+static int sender_finish(weft_oneshot *o, uint32_t what)
+{
+	uint32_t prev = atomic_fetch_or_explicit(&o->state, what, memory_order_acq_rel);
+	if (prev & RX_DONE) {
+		free(o); /* the receiver left before us and did not free */
+		return -EPIPE;
+	}
+	if (prev & RX_WAITING)
+		weft__waker_wake(o->rx);
+	prev = atomic_fetch_or_explicit(&o->state, TX_DONE, memory_order_acq_rel);
+	if (prev & RX_DONE)
+		free(o);
+	return 0;
+}
+
+int weft_oneshot_send(weft_oneshot *o, const void *elem)
+{
+	if (!o || !elem)
+		return -EINVAL;
+	memcpy(o->value, elem, o->elem_size);
+	return sender_finish(o, VALUE);
+}
+
+void weft_oneshot_drop_sender(weft_oneshot *o)
+{
+	if (o)
+		sender_finish(o, CLOSED);
+}
+
+static void receiver_leave(weft_oneshot *o)
+{
+	uint32_t prev = atomic_fetch_or_explicit(&o->state, RX_DONE, memory_order_acq_rel);
+	if (prev & TX_DONE)
+		free(o);
+}
+
+void weft_oneshot_drop_receiver(weft_oneshot *o)
+{
+	if (o)
+		receiver_leave(o);
+}
+
+/* Takes the waker back unless the sender already published; returns the
+   state seen. */
+static uint32_t withdraw_rx(weft_oneshot *o)
+{
+	uint32_t cur = atomic_load_explicit(&o->state, memory_order_acquire);
+	do {
+		if (cur & (VALUE | CLOSED))
+			return cur;
+	} while (!atomic_compare_exchange_weak_explicit(
+	        &o->state, &cur, cur & ~RX_WAITING, memory_order_acq_rel, memory_order_acquire));
+	weft__waker_drop(o->rx);
+	return cur;
+}
+
+static int wait_published(weft_oneshot *o, uint32_t *state)
+{
+	_Atomic uint32_t word;
+	o->rx = weft__waker_self(&word);
+	uint32_t s = atomic_fetch_or_explicit(&o->state, RX_WAITING, memory_order_acq_rel);
+	if (s & (VALUE | CLOSED)) {
+		weft__waker_drop(o->rx); /* published before we registered */
+		*state = s;
+		return 0;
+	}
+	for (;;) {
+		weft__block(&word);
+		s = atomic_load_explicit(&o->state, memory_order_acquire);
+		if (s & (VALUE | CLOSED))
+			break;
+		int rc = weft__wait_check();
+		if (rc) {
+			s = withdraw_rx(o);
+			if (!(s & (VALUE | CLOSED)))
+				return rc;
+			break;
+		}
+	}
+	*state = s;
+	return 0;
+}
+
+int weft_oneshot_recv(weft_oneshot *o, void *elem)
+{
+	if (!o || !elem)
+		return -EINVAL;
+	int rc = weft__wait_enter();
+	if (rc)
+		return rc;
+	uint32_t s = atomic_load_explicit(&o->state, memory_order_acquire);
+	if (!(s & (VALUE | CLOSED)) && (rc = wait_published(o, &s)) < 0)
+		return rc;
+	if (s & VALUE) {
+		memcpy(elem, o->value, o->elem_size);
+		rc = 0;
+	} else {
+		rc = -EPIPE;
+	}
+	receiver_leave(o);
+	return rc;
+}
