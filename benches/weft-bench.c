@@ -1,0 +1,639 @@
+/*
+ * weft-bench: the scheduler workloads of ../shared/peers (Tokio and Go), with
+ * the same names, parameters and JSON line, plus weft-only ones.
+ *
+ *   weft-bench list                      workload names, one a line
+ *   weft-bench WORKLOAD [--workers N] [--iters K] [--PARAM V ...]
+ *                                        one JSON line on stdout
+ *   weft-bench suite [--workers N]       every workload, each in a fresh
+ *                                        process; JSON lines to --out FILE (if
+ *                                        given) and a table on stdout
+ *
+ * Timing: one unmeasured warm-up call, then `iters` timed calls; elapsed_ns
+ * is the median, ops_per_sec = ops / median (as the peers do).
+ */
+#include <errno.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <weft.h>
+
+#include "runtime/fiber.h"
+#include "runtime/futex.h"
+
+/* ---------------------------------------------------------------- options */
+
+#define MAX_OPTS 16
+static struct {
+	const char *key, *val;
+} opts[MAX_OPTS];
+static int nopts;
+
+static long opt(const char *key, long dflt)
+{
+	for (int i = 0; i < nopts; i++)
+		if (strcmp(opts[i].key, key) == 0)
+			return atol(opts[i].val);
+	return dflt;
+}
+
+static const char *opt_str(const char *key, const char *dflt)
+{
+	for (int i = 0; i < nopts; i++)
+		if (strcmp(opts[i].key, key) == 0)
+			return opts[i].val;
+	return dflt;
+}
+
+static void die(const char *msg)
+{
+	fprintf(stderr, "weft-bench: %s\n", msg);
+	exit(2);
+}
+
+/* ---------------------------------------------------------------- output */
+
+struct out {
+	char buf[2048];
+	size_t len;
+};
+
+static void out_raw(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void out_raw(struct out *o, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	o->len += (size_t)vsnprintf(o->buf + o->len, sizeof o->buf - o->len, fmt, ap);
+	va_end(ap);
+}
+
+static void out_begin(struct out *o, const char *workload, unsigned workers)
+{
+	o->len = 0;
+	out_raw(o, "{\"peer\":\"weft\",\"workload\":\"%s\",\"workers\":%u", workload, workers);
+}
+
+static void out_num(struct out *o, const char *k, long long v)
+{
+	out_raw(o, ",\"%s\":%lld", k, v);
+}
+
+static void out_f(struct out *o, const char *k, double v)
+{
+	out_raw(o, ",\"%s\":%.1f", k, v);
+}
+
+static void out_print(struct out *o)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	out_num(o, "max_rss_kb", ru.ru_maxrss);
+	out_num(o, "cpu_user_ms", ru.ru_utime.tv_sec * 1000 + ru.ru_utime.tv_usec / 1000);
+	out_num(o, "cpu_sys_ms", ru.ru_stime.tv_sec * 1000 + ru.ru_stime.tv_usec / 1000);
+	printf("%s}\n", o->buf);
+	fflush(stdout);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Runs fn once unmeasured, then iters times; writes the standard fields. */
+static void timing(struct out *o, long iters, long ops, void (*fn)(void *), void *ctx)
+{
+	uint64_t *t = calloc((size_t)iters, sizeof *t);
+	fn(ctx);
+	for (long i = 0; i < iters; i++) {
+		uint64_t s = now_ns();
+		fn(ctx);
+		t[i] = now_ns() - s;
+	}
+	qsort(t, (size_t)iters, sizeof *t, cmp_u64);
+	uint64_t med = t[(size_t)(0.5 * (double)(iters - 1) + 0.5)]; /* the peers' pct(50) */
+	out_num(o, "iters", iters);
+	out_num(o, "ops", ops);
+	out_num(o, "elapsed_ns", (long long)med);
+	out_num(o, "min_ns", (long long)t[0]);
+	out_num(o, "max_ns", (long long)t[iters - 1]);
+	out_f(o, "ops_per_sec", (double)ops / ((double)med / 1e9));
+	free(t);
+}
+
+/* A one-shot event a plain thread waits on and a task sets. */
+struct event {
+	_Atomic uint32_t set;
+};
+
+static void event_set(struct event *e)
+{
+	atomic_store(&e->set, 1);
+	weft__futex_wake(&e->set, 1);
+}
+
+static void event_wait(struct event *e)
+{
+	while (!atomic_load(&e->set))
+		weft__futex_wait(&e->set, 0, NULL);
+	atomic_store(&e->set, 0);
+}
+
+static weft_runtime *new_runtime(unsigned workers)
+{
+	weft_config cfg;
+	weft_config_init(&cfg);
+	cfg.workers = workers;
+	weft_runtime *rt = weft_runtime_new(&cfg);
+	if (!rt)
+		die("cannot start the runtime");
+	return rt;
+}
+
+/* ---------------------------------------------------------------- workloads */
+
+struct ctx {
+	weft_runtime *rt;
+	long n;
+	_Atomic long rem;
+	struct event done;
+	weft_task **handles;
+};
+
+/* spawn_many_local: a task spawns n tasks that each decrement a counter; the
+   last signals the measuring thread. */
+static void *sml_leaf(void *arg)
+{
+	struct ctx *c = arg;
+	if (atomic_fetch_sub_explicit(&c->rem, 1, memory_order_relaxed) == 1)
+		event_set(&c->done);
+	return NULL;
+}
+
+static void *sml_root(void *arg)
+{
+	struct ctx *c = arg;
+	for (long i = 0; i < c->n; i++)
+		weft_detach(weft_spawn(sml_leaf, c));
+	return NULL;
+}
+
+static void sml_iter(void *arg)
+{
+	struct ctx *c = arg;
+	atomic_store(&c->rem, c->n);
+	weft_detach(weft_spawn_on(c->rt, sml_root, c));
+	event_wait(&c->done);
+}
+
+static void spawn_many_local(unsigned w, struct out *o)
+{
+	struct ctx c = {.rt = new_runtime(w), .n = opt("n", 10000)};
+	out_begin(o, "spawn_many_local", w);
+	out_num(o, "n", c.n);
+	timing(o, opt("iters", 50), c.n, sml_iter, &c);
+	weft_runtime_free(c.rt);
+}
+
+/* spawn_many_remote_*: n empty tasks spawned from this (non-runtime) thread,
+   then every handle joined (inside block_on, as the Tokio peer does). */
+static void *empty(void *arg)
+{
+	return arg;
+}
+
+static void *join_all(void *arg)
+{
+	struct ctx *c = arg;
+	for (long i = 0; i < c->n; i++)
+		if (weft_join(c->handles[i], NULL) != 0)
+			die("join failed");
+	return NULL;
+}
+
+static void remote_iter(void *arg)
+{
+	struct ctx *c = arg;
+	for (long i = 0; i < c->n; i++)
+		if (!(c->handles[i] = weft_spawn_on(c->rt, empty, NULL)))
+			die("spawn failed");
+	if (weft_block_on(c->rt, join_all, c, NULL) != 0)
+		die("block_on failed");
+}
+
+static _Atomic int busy_on;
+
+static void *busy_task(void *arg)
+{
+	long stall_ns = (long)(intptr_t)arg * 1000;
+	while (atomic_load_explicit(&busy_on, memory_order_relaxed)) {
+		weft_yield();
+		uint64_t s = now_ns();
+		while ((long)(now_ns() - s) < stall_ns)
+			sched_yield();
+	}
+	return NULL;
+}
+
+static void spawn_many_remote(unsigned w, struct out *o, int busy)
+{
+	struct ctx c = {.rt = new_runtime(w), .n = opt("n", 10000)};
+	c.handles = calloc((size_t)c.n, sizeof *c.handles);
+	long stall_us = opt("stall_us", 10), nbusy = busy ? 2 * (long)w : 0;
+	weft_task **bt = calloc((size_t)nbusy + 1, sizeof *bt);
+	atomic_store(&busy_on, 1);
+	for (long i = 0; i < nbusy; i++)
+		bt[i] = weft_spawn_on(c.rt, busy_task, (void *)(intptr_t)stall_us);
+	out_begin(o, busy ? "spawn_many_remote_busy" : "spawn_many_remote_idle", w);
+	out_num(o, "n", c.n);
+	if (busy) {
+		out_num(o, "busy_tasks", nbusy);
+		out_num(o, "stall_us", stall_us);
+	}
+	timing(o, opt("iters", 50), c.n, remote_iter, &c);
+	atomic_store(&busy_on, 0);
+	for (long i = 0; i < nbusy; i++)
+		weft_join(bt[i], NULL);
+	free(bt);
+	free(c.handles);
+	weft_runtime_free(c.rt);
+}
+
+/* ping_pong: n pairs; each pinger creates two oneshots, spawns its ponger,
+   sends, and waits for the answer. */
+static void *pp_pong(void *arg)
+{
+	weft_oneshot **os = arg;
+	char v;
+	if (weft_oneshot_recv(os[0], &v) != 0 || weft_oneshot_send(os[1], &v) != 0)
+		die("pong failed");
+	return NULL;
+}
+
+static void *pp_ping(void *arg)
+{
+	struct ctx *c = arg;
+	weft_oneshot *os[2] = {weft_oneshot_new(1), weft_oneshot_new(1)};
+	weft_detach(weft_spawn(pp_pong, os));
+	char v = 1;
+	if (weft_oneshot_send(os[0], &v) != 0 || weft_oneshot_recv(os[1], &v) != 0)
+		die("ping failed");
+	if (atomic_fetch_sub_explicit(&c->rem, 1, memory_order_relaxed) == 1)
+		event_set(&c->done);
+	return NULL;
+}
+
+static void *pp_root(void *arg)
+{
+	struct ctx *c = arg;
+	for (long i = 0; i < c->n; i++)
+		weft_detach(weft_spawn(pp_ping, c));
+	return NULL;
+}
+
+static void pp_iter(void *arg)
+{
+	struct ctx *c = arg;
+	atomic_store(&c->rem, c->n);
+	weft_detach(weft_spawn_on(c->rt, pp_root, c));
+	event_wait(&c->done);
+}
+
+static void ping_pong(unsigned w, struct out *o)
+{
+	struct ctx c = {.rt = new_runtime(w), .n = opt("n", 1000)};
+	out_begin(o, "ping_pong", w);
+	out_num(o, "n", c.n);
+	timing(o, opt("iters", 200), c.n, pp_iter, &c);
+	weft_runtime_free(c.rt);
+}
+
+/* yield_many: tasks x yields, spawned from outside. */
+static long g_yields;
+
+static void *ym_task(void *arg)
+{
+	struct ctx *c = arg;
+	for (long i = 0; i < g_yields; i++)
+		weft_yield();
+	if (atomic_fetch_sub_explicit(&c->rem, 1, memory_order_relaxed) == 1)
+		event_set(&c->done);
+	return NULL;
+}
+
+static void ym_iter(void *arg)
+{
+	struct ctx *c = arg;
+	atomic_store(&c->rem, c->n);
+	for (long i = 0; i < c->n; i++)
+		weft_detach(weft_spawn_on(c->rt, ym_task, c));
+	event_wait(&c->done);
+}
+
+static void yield_many(unsigned w, struct out *o)
+{
+	struct ctx c = {.rt = new_runtime(w), .n = opt("tasks", 200)};
+	g_yields = opt("yields", 1000);
+	out_begin(o, "yield_many", w);
+	out_num(o, "tasks", c.n);
+	out_num(o, "yields", g_yields);
+	timing(o, opt("iters", 10), c.n * g_yields, ym_iter, &c);
+	weft_runtime_free(c.rt);
+}
+
+/* chained_spawn: each task spawns the next, depth deep. */
+static struct ctx *g_chain;
+
+static void *chain_task(void *arg)
+{
+	long left = (long)(intptr_t)arg;
+	if (left == 0)
+		event_set(&g_chain->done);
+	else
+		weft_detach(weft_spawn(chain_task, (void *)(intptr_t)(left - 1)));
+	return NULL;
+}
+
+static void chain_iter(void *arg)
+{
+	struct ctx *c = arg;
+	weft_detach(weft_spawn_on(c->rt, chain_task, (void *)(intptr_t)c->n));
+	event_wait(&c->done);
+}
+
+static void chained_spawn(unsigned w, struct out *o)
+{
+	struct ctx c = {.rt = new_runtime(w), .n = opt("depth", 1000)};
+	g_chain = &c;
+	out_begin(o, "chained_spawn", w);
+	out_num(o, "depth", c.n);
+	timing(o, opt("iters", 200), c.n, chain_iter, &c);
+	weft_runtime_free(c.rt);
+}
+
+/* idle_tasks: RSS per parked task, with n tasks parked on a oneshot each. */
+static long rss_bytes(void)
+{
+	FILE *f = fopen("/proc/self/statm", "r");
+	long size = 0, res = 0;
+	if (f) {
+		if (fscanf(f, "%ld %ld", &size, &res) != 2)
+			res = 0;
+		fclose(f);
+	}
+	return res * sysconf(_SC_PAGESIZE);
+}
+
+static _Atomic long parked;
+
+static void *idle_task(void *arg)
+{
+	char v;
+	atomic_fetch_add_explicit(&parked, 1, memory_order_relaxed);
+	weft_oneshot_recv(arg, &v);
+	return NULL;
+}
+
+static void idle_tasks(unsigned w, struct out *o)
+{
+	long n = opt("n", 100000);
+	weft_runtime *rt = new_runtime(w);
+	weft_oneshot **os = calloc((size_t)n, sizeof *os);
+	weft_task **ts = calloc((size_t)n, sizeof *ts);
+	for (long i = 0; i < n; i++)
+		os[i] = weft_oneshot_new(1);
+	long before = rss_bytes();
+	uint64_t s = now_ns();
+	for (long i = 0; i < n; i++)
+		ts[i] = weft_spawn_on(rt, idle_task, os[i]);
+	while (atomic_load(&parked) < n)
+		usleep(1000);
+	usleep(20000); /* let the last ones finish parking */
+	uint64_t el = now_ns() - s;
+	long after = rss_bytes();
+	char v = 0;
+	for (long i = 0; i < n; i++)
+		weft_oneshot_send(os[i], &v);
+	for (long i = 0; i < n; i++)
+		weft_join(ts[i], NULL);
+	out_begin(o, "idle_tasks", w);
+	out_num(o, "n", n);
+	out_num(o, "iters", 1);
+	out_num(o, "ops", n);
+	out_num(o, "elapsed_ns", (long long)el);
+	out_f(o, "ops_per_sec", (double)n / ((double)el / 1e9));
+	out_num(o, "rss_per_task_bytes", (after - before) / n);
+	free(os);
+	free(ts);
+	weft_runtime_free(rt);
+}
+
+/* ctx_switch: a bare switch pair between two fibers (no scheduler), against
+   a weft_yield between two tasks on one worker. */
+static struct weft__fiber sw_main, sw_peer;
+static long sw_rounds;
+
+static void sw_entry(void *arg)
+{
+	(void)arg;
+	weft__fiber_started();
+	for (;;)
+		weft__fiber_switch(&sw_peer, &sw_main);
+}
+
+static void *yield_loop(void *arg)
+{
+	for (long i = 0; i < (long)(intptr_t)arg; i++)
+		weft_yield();
+	return NULL;
+}
+
+static void ctx_switch(unsigned w, struct out *o)
+{
+	(void)w;
+	long rounds = opt("n", 1000000);
+	size_t sz = 64 * 1024;
+	void *stk = malloc(sz);
+	weft__fiber_init_thread(&sw_main);
+	weft__fiber_make(&sw_peer, stk, sz, sw_entry, NULL);
+	sw_rounds = rounds;
+	uint64_t best_pair = UINT64_MAX;
+	for (int rep = 0; rep < 5; rep++) {
+		uint64_t s = now_ns();
+		for (long i = 0; i < rounds; i++)
+			weft__fiber_switch(&sw_main, &sw_peer);
+		uint64_t el = now_ns() - s;
+		if (el < best_pair)
+			best_pair = el;
+	}
+	weft_runtime *rt = new_runtime(1);
+	uint64_t best_yield = UINT64_MAX;
+	for (int rep = 0; rep < 5; rep++) {
+		uint64_t s = now_ns();
+		weft_task *a = weft_spawn_on(rt, yield_loop, (void *)(intptr_t)(rounds / 2));
+		weft_task *b = weft_spawn_on(rt, yield_loop, (void *)(intptr_t)(rounds / 2));
+		weft_join(a, NULL);
+		weft_join(b, NULL);
+		uint64_t el = now_ns() - s;
+		if (el < best_yield)
+			best_yield = el;
+	}
+	weft_runtime_free(rt);
+	double pair = (double)best_pair / (double)rounds;
+	double yield = (double)best_yield / (double)rounds;
+	out_begin(o, "ctx_switch", 1);
+	out_num(o, "n", rounds);
+	out_num(o, "iters", 5);
+	out_num(o, "ops", rounds);
+	out_num(o, "elapsed_ns", (long long)best_pair);
+	out_f(o, "ops_per_sec", 1e9 / pair);
+	out_f(o, "switch_pair_ns", pair);
+	out_f(o, "yield_ns", yield);
+	out_f(o, "yield_over_pair", yield / pair);
+	free(stk);
+}
+
+/* ---------------------------------------------------------------- driver */
+
+struct workload {
+	const char *name;
+	void (*run)(unsigned workers, struct out *o);
+};
+
+static void sm_remote_idle(unsigned w, struct out *o)
+{
+	spawn_many_remote(w, o, 0);
+}
+
+static void sm_remote_busy(unsigned w, struct out *o)
+{
+	spawn_many_remote(w, o, 1);
+}
+
+static const struct workload workloads[] = {
+        {"spawn_many_local", spawn_many_local},
+        {"spawn_many_remote_idle", sm_remote_idle},
+        {"spawn_many_remote_busy", sm_remote_busy},
+        {"ping_pong", ping_pong},
+        {"yield_many", yield_many},
+        {"chained_spawn", chained_spawn},
+        {"idle_tasks", idle_tasks},
+        {"ctx_switch", ctx_switch},
+};
+#define NWORKLOADS (sizeof workloads / sizeof workloads[0])
+
+/* Pulls a numeric field out of one of our JSON lines. */
+static double json_field(const char *line, const char *key)
+{
+	char pat[64];
+	snprintf(pat, sizeof pat, "\"%s\":", key);
+	const char *p = strstr(line, pat);
+	return p ? atof(p + strlen(pat)) : -1;
+}
+
+static int suite(const char *self, unsigned w, const char *outpath)
+{
+	FILE *out = outpath ? fopen(outpath, "a") : NULL;
+	if (outpath && !out) {
+		perror(outpath);
+		return 1;
+	}
+	char wbuf[16];
+	snprintf(wbuf, sizeof wbuf, "%u", w);
+	printf("| workload | ops/s | median ms | max RSS KiB | note |\n|---|---|---|---|---|\n");
+	fflush(stdout);
+	int failed = 0;
+	for (size_t i = 0; i < NWORKLOADS; i++) {
+		int fds[2];
+		if (pipe(fds) != 0)
+			return 1;
+		pid_t pid = fork();
+		if (pid == 0) {
+			dup2(fds[1], STDOUT_FILENO);
+			close(fds[0]);
+			execl(self, self, workloads[i].name, "--workers", wbuf, (char *)NULL);
+			_exit(127);
+		}
+		close(fds[1]);
+		char line[4096] = "";
+		FILE *f = fdopen(fds[0], "r");
+		if (!fgets(line, sizeof line, f))
+			line[0] = '\0';
+		fclose(f);
+		int status;
+		waitpid(pid, &status, 0);
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || line[0] != '{') {
+			printf("| %s | failed | | | |\n", workloads[i].name);
+			failed = 1;
+			continue;
+		}
+		if (out)
+			fputs(line, out);
+		char note[128] = "";
+		if (json_field(line, "rss_per_task_bytes") >= 0)
+			snprintf(note, sizeof note, "%.0f bytes RSS per parked task",
+			         json_field(line, "rss_per_task_bytes"));
+		if (json_field(line, "yield_over_pair") >= 0)
+			snprintf(note, sizeof note, "switch pair %.1f ns, yield %.1f ns (%.2fx)",
+			         json_field(line, "switch_pair_ns"), json_field(line, "yield_ns"),
+			         json_field(line, "yield_over_pair"));
+		printf("| %s | %.0f | %.3f | %.0f | %s |\n", workloads[i].name,
+		       json_field(line, "ops_per_sec"), json_field(line, "elapsed_ns") / 1e6,
+		       json_field(line, "max_rss_kb"), note);
+		fflush(stdout);
+	}
+	if (out)
+		fclose(out);
+	return failed;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[1], "list") == 0 || strcmp(argv[1], "--help") == 0) {
+		if (argc < 2 || strcmp(argv[1], "--help") == 0)
+			fprintf(stderr, "usage: weft-bench WORKLOAD|list|suite [--workers N] "
+			                "[--iters K] [--PARAM V ...]\n");
+		for (size_t i = 0; i < NWORKLOADS; i++)
+			printf("%s\n", workloads[i].name);
+		return 0;
+	}
+	for (int i = 2; i < argc; i += 2) {
+		if (i + 1 >= argc || strncmp(argv[i], "--", 2) != 0)
+			die("options are --name value pairs");
+		if (nopts == MAX_OPTS)
+			die("too many options");
+		opts[nopts].key = argv[i] + 2;
+		opts[nopts].val = argv[i + 1];
+		nopts++;
+	}
+	long w = opt("workers", 2);
+	if (w < 1 || w > WEFT_MAX_WORKERS)
+		die("bad --workers");
+	if (strcmp(argv[1], "suite") == 0)
+		return suite("/proc/self/exe", (unsigned)w, opt_str("out", NULL));
+	for (size_t i = 0; i < NWORKLOADS; i++) {
+		if (strcmp(argv[1], workloads[i].name) == 0) {
+			struct out o;
+			workloads[i].run((unsigned)w, &o);
+			out_print(&o);
+			return 0;
+		}
+	}
+	die("unknown workload (weft-bench list)");
+}
