@@ -14,6 +14,27 @@
 
 void weft__fiber_trampoline(void);
 
+/* The floating-point control state new fibers start with: the ABI defaults
+   until the first scheduler thread captures its own (reading it per fiber
+   would cost more than the rest of the set-up: fnstcw is slow). */
+#if defined(__x86_64__)
+static uint32_t initial_mxcsr = 0x1f80;
+static uint16_t initial_fpcw = 0x037f;
+#elif defined(__aarch64__)
+static uint64_t initial_fpcr;
+#endif
+static pthread_once_t capture_once = PTHREAD_ONCE_INIT;
+
+static void capture_fp_control(void)
+{
+#if defined(__x86_64__)
+	__asm__ volatile("stmxcsr %0" : "=m"(initial_mxcsr));
+	__asm__ volatile("fnstcw %0" : "=m"(initial_fpcw));
+#elif defined(__aarch64__)
+	__asm__ volatile("mrs %0, fpcr" : "=r"(initial_fpcr));
+#endif
+}
+
 void weft__fiber_make(struct weft__fiber *f, void *lo, size_t size, void (*entry)(void *),
                       void *arg)
 {
@@ -21,25 +42,18 @@ void weft__fiber_make(struct weft__fiber *f, void *lo, size_t size, void (*entry
 
 #if defined(__x86_64__)
 	uint64_t *frame = (uint64_t *)(top - 64);
-	uint32_t mxcsr;
-	uint16_t fpcw;
-	__asm__ volatile("stmxcsr %0" : "=m"(mxcsr));
-	__asm__ volatile("fnstcw %0" : "=m"(fpcw));
-	memset(frame, 0, 64);
-	memcpy(&frame[0], &mxcsr, sizeof mxcsr);
-	memcpy((char *)&frame[0] + 4, &fpcw, sizeof fpcw);
-	frame[3] = (uint64_t)(uintptr_t)entry; /* r13 */
-	frame[4] = (uint64_t)(uintptr_t)arg;   /* r12 */
+	frame[0] = initial_mxcsr | (uint64_t)initial_fpcw << 32;
+	frame[1] = frame[2] = frame[5] = frame[6] = 0; /* r15, r14, rbx, rbp */
+	frame[3] = (uint64_t)(uintptr_t)entry;         /* r13 */
+	frame[4] = (uint64_t)(uintptr_t)arg;           /* r12 */
 	frame[7] = (uint64_t)(uintptr_t)weft__fiber_trampoline;
 #elif defined(__aarch64__)
 	uint64_t *frame = (uint64_t *)(top - 176);
-	uint64_t fpcr;
-	__asm__ volatile("mrs %0, fpcr" : "=r"(fpcr));
 	memset(frame, 0, 176);
 	frame[0] = (uint64_t)(uintptr_t)arg;                     /* x19 */
 	frame[1] = (uint64_t)(uintptr_t)entry;                   /* x20 */
 	frame[11] = (uint64_t)(uintptr_t)weft__fiber_trampoline; /* x30 */
-	frame[20] = fpcr;
+	frame[20] = initial_fpcr;
 #else
 #error "weft: no context switch for this architecture"
 #endif
@@ -57,6 +71,7 @@ void weft__fiber_make(struct weft__fiber *f, void *lo, size_t size, void (*entry
 
 void weft__fiber_init_thread(struct weft__fiber *f)
 {
+	pthread_once(&capture_once, capture_fp_control);
 	memset(f, 0, sizeof *f);
 	pthread_attr_t attr;
 	if (pthread_getattr_np(pthread_self(), &attr) == 0) {

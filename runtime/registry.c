@@ -1,9 +1,9 @@
 /*
- * The registry of live tasks; see registry.h.
+ * The registry of parked tasks; see registry.h.
  *
- * Lifetime: a task is removed from its shard before the scheduler drops the
- * task's "alive" reference, so any task reached under a shard lock is still
- * allocated; cancelling it there is safe.
+ * Lifetime: a registered task is removed from its shard before the scheduler
+ * drops the task's "alive" reference, so any task reached under a shard lock
+ * is still allocated; cancelling it there is safe.
  */
 #include "registry.h"
 
@@ -25,8 +25,7 @@ int weft__registry_init(struct weft__registry *r, unsigned nshards)
 	for (unsigned i = 0; i < n; i++) {
 		pthread_mutex_init(&r->shards[i].lock, NULL);
 		r->shards[i].head = NULL;
-		r->shards[i].count = 0;
-		r->shards[i].closed = false;
+		r->shards[i].swept = false;
 	}
 	r->mask = n - 1;
 	return 0;
@@ -42,23 +41,19 @@ void weft__registry_destroy(struct weft__registry *r)
 	r->shards = NULL;
 }
 
-int weft__registry_insert(struct weft__registry *r, struct weft_task *t, unsigned hint)
+bool weft__registry_insert(struct weft__registry *r, struct weft_task *t, unsigned hint)
 {
 	struct weft__registry_shard *s = &r->shards[hint & r->mask];
 	pthread_mutex_lock(&s->lock);
-	if (s->closed) {
-		pthread_mutex_unlock(&s->lock);
-		return -ESHUTDOWN;
-	}
 	t->reg_shard = hint & r->mask;
 	t->reg_prev = NULL;
 	t->reg_next = s->head;
 	if (s->head)
 		s->head->reg_prev = t;
 	s->head = t;
-	s->count++;
+	bool swept = s->swept;
 	pthread_mutex_unlock(&s->lock);
-	return 0;
+	return !swept;
 }
 
 void weft__registry_remove(struct weft__registry *r, struct weft_task *t)
@@ -71,45 +66,34 @@ void weft__registry_remove(struct weft__registry *r, struct weft_task *t)
 		s->head = t->reg_next;
 	if (t->reg_next)
 		t->reg_next->reg_prev = t->reg_prev;
-	s->count--;
 	pthread_mutex_unlock(&s->lock);
 }
 
-void weft__registry_close_and_cancel(struct weft__registry *r)
+void weft__registry_sweep(struct weft__registry *r)
 {
 	for (unsigned i = 0; i <= r->mask; i++) {
 		struct weft__registry_shard *s = &r->shards[i];
 		pthread_mutex_lock(&s->lock);
-		s->closed = true;
+		s->swept = true;
 		for (struct weft_task *t = s->head; t; t = t->reg_next)
 			weft_cancel(t);
 		pthread_mutex_unlock(&s->lock);
 	}
 }
 
-size_t weft__registry_count(struct weft__registry *r)
+size_t weft__registry_report(struct weft__registry *r, int fd)
 {
 	size_t n = 0;
 	for (unsigned i = 0; i <= r->mask; i++) {
-		pthread_mutex_lock(&r->shards[i].lock);
-		n += r->shards[i].count;
-		pthread_mutex_unlock(&r->shards[i].lock);
-	}
-	return n;
-}
-
-void weft__registry_report(struct weft__registry *r, int fd)
-{
-	for (unsigned i = 0; i <= r->mask; i++) {
 		struct weft__registry_shard *s = &r->shards[i];
 		pthread_mutex_lock(&s->lock);
-		for (struct weft_task *t = s->head; t; t = t->reg_next) {
+		for (struct weft_task *t = s->head; t; t = t->reg_next, n++) {
 			uint64_t st = weft__task_state(t);
-			dprintf(fd, "weft:   task %llu '%s' spawned at %s:%d is still %s\n",
-			        (unsigned long long)t->id, t->name ? t->name : "",
-			        t->file ? t->file : "?", t->line,
-			        (st & WEFT__T_SCHEDULED) ? "running or ready" : "parked");
+			dprintf(fd, "weft:   task %llu '%s' spawned at %s:%d is %s\n",
+			        (unsigned long long)t->id, t->name ? t->name : "", t->file, t->line,
+			        (st & WEFT__T_SCHEDULED) ? "runnable" : "parked");
 		}
 		pthread_mutex_unlock(&s->lock);
 	}
+	return n;
 }

@@ -1,12 +1,16 @@
 /*
- * The registry of live tasks (Tokio's OwnedTasks): every task from spawn to
- * completion sits in one shard's list, so that shutdown can cancel them all
+ * The registry of parked tasks: every task that has parked at least once sits
+ * in one shard's list until it completes, so that shutdown can wake them all
  * and name the ones that never finish.
  *
- * Shards are chosen by the spawning worker, so on a worker the shard lock is
- * normally uncontended; each shard's count says how many tasks are alive.
- * A closed shard refuses new tasks: shutdown closes and cancels shard by
- * shard under each shard's lock, so no spawn can slip past it.
+ * Registration is lazy -- at a task's first park, not at spawn -- because a
+ * task that runs to completion without parking (most short tasks) needs no
+ * waking: it sees the runtime's closed flag at its next wait. So the common
+ * spawn-run-finish path takes no lock here at all.
+ *
+ * Shutdown sweeps shard by shard under each shard's lock, marking it swept. A
+ * task registering into a swept shard is told so and must not park that time
+ * (nobody would wake it); it sees the runtime closed instead.
  */
 #ifndef WEFT_RUNTIME_REGISTRY_H
 #define WEFT_RUNTIME_REGISTRY_H
@@ -20,8 +24,7 @@ struct weft_task;
 struct weft__registry_shard {
 	_Alignas(64) pthread_mutex_t lock;
 	struct weft_task *head;
-	size_t count;
-	bool closed;
+	bool swept;
 };
 
 struct weft__registry {
@@ -32,16 +35,16 @@ struct weft__registry {
 int weft__registry_init(struct weft__registry *r, unsigned nshards);
 void weft__registry_destroy(struct weft__registry *r);
 
-/* -ESHUTDOWN once the registry is closed. */
-int weft__registry_insert(struct weft__registry *r, struct weft_task *t, unsigned hint);
+/* Adds t to shard (hint & mask). False if shutdown already swept the shard. */
+bool weft__registry_insert(struct weft__registry *r, struct weft_task *t, unsigned hint);
 void weft__registry_remove(struct weft__registry *r, struct weft_task *t);
 
-/* Refuses new tasks from now on and requests cancellation of every live one. */
-void weft__registry_close_and_cancel(struct weft__registry *r);
+/* Marks every shard swept and requests cancellation of every registered task
+   (which wakes it). */
+void weft__registry_sweep(struct weft__registry *r);
 
-size_t weft__registry_count(struct weft__registry *r);
-
-/* Writes one line per live task to fd (shutdown's report of stragglers). */
-void weft__registry_report(struct weft__registry *r, int fd);
+/* Writes one line per registered task to fd (shutdown's report of
+   stragglers); returns how many. */
+size_t weft__registry_report(struct weft__registry *r, int fd);
 
 #endif

@@ -15,6 +15,8 @@
 #include "registry.h"
 #include "worker.h"
 
+#define WEFT__ID_BLOCK 4096
+
 struct weft_runtime {
 	weft_config cfg;
 	unsigned nworkers;
@@ -24,9 +26,10 @@ struct weft_runtime {
 	struct weft__inject inject;
 	struct weft__idle idle;
 	struct weft__registry reg;
-	_Atomic uint64_t next_id;
-	_Atomic bool closed;   /* shutdown began: spawns are refused */
-	_Atomic bool stopping; /* workers exit once idle */
+	_Atomic uint64_t next_id; /* task ids, handed out to workers in blocks */
+	_Atomic bool closed;      /* shutdown began: no spawns, every wait cancelled */
+	_Atomic bool stopping;    /* workers exit once idle */
+	_Alignas(64) _Atomic uint64_t ext_spawned; /* spawns from outside the workers */
 
 	pthread_mutex_t shutdown_lock;
 	bool shutdown_done;

@@ -1,12 +1,13 @@
 /*
  * The runtime's lifecycle: configuration, start, block_on, shutdown, free.
  *
- * Shutdown order: close the registry (no new tasks) and cancel every live
- * task; wait up to the grace period for the registry to empty; then tell the
- * workers to stop and join them. A worker still running a task after the
- * grace period cannot be joined (its task never returns to the scheduler);
- * the runtime is then deliberately leaked -- its tasks' stacks may still be
- * in use -- and kept reachable so leak checkers do not report it.
+ * Shutdown order: mark the runtime closed -- spawns fail and every wait of
+ * every task returns -ECANCELED from then on -- and wake every parked task
+ * (the registry) so it sees that; wait up to the grace period for the count
+ * of live tasks to reach zero; then tell the workers to stop and join them. A worker still running
+ * a task after the grace period cannot be joined (its task never returns to the scheduler); the
+ * runtime is then deliberately leaked -- its tasks' stacks may still be in use -- and kept
+ * reachable so leak checkers do not report it.
  */
 #include <errno.h>
 #include <sched.h>
@@ -19,6 +20,7 @@
 #include <weft/task.h>
 
 #include "rt.h"
+#include "task.h"
 #include "tls.h"
 #include "worker.h"
 
@@ -193,6 +195,7 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
 		weft__lq_init(&w->lq);
 		w->index = i;
 		w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
+		w->gq_countdown = c.global_queue_interval;
 		weft__stack_pool_init(&w->stacks, c.stack_size, WEFT__STACK_HIGH_WATER);
 
 		struct weft__thread *th = &rt->threads[i];
@@ -235,11 +238,26 @@ static uint64_t mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* Tasks spawned and not yet completed. Completions are read before spawns:
+   a completion we count happened after its spawn was counted (the spawn
+   counter is released before the task is queued), so the difference never
+   undercounts. */
+static uint64_t tasks_alive(struct weft_runtime *rt)
+{
+	uint64_t done = 0, spawned = 0;
+	for (unsigned i = 0; i < rt->nworkers; i++)
+		done += atomic_load_explicit(&rt->workers[i].completed, memory_order_acquire);
+	for (unsigned i = 0; i < rt->nworkers; i++)
+		spawned += atomic_load_explicit(&rt->workers[i].spawned, memory_order_acquire);
+	spawned += atomic_load_explicit(&rt->ext_spawned, memory_order_acquire);
+	return spawned - done;
+}
+
 static bool drain_tasks(struct weft_runtime *rt, uint64_t grace_ms)
 {
 	uint64_t deadline = mono_ms() + grace_ms;
 	struct timespec nap = {0, 100 * 1000};
-	while (weft__registry_count(&rt->reg) > 0) {
+	while (tasks_alive(rt) > 0) {
 		if (mono_ms() >= deadline)
 			return false;
 		nanosleep(&nap, NULL);
@@ -247,6 +265,23 @@ static bool drain_tasks(struct weft_runtime *rt, uint64_t grace_ms)
 			nap.tv_nsec *= 2;
 	}
 	return true;
+}
+
+/* Names the tasks that outlived the grace period: those running on a worker
+   and those parked. */
+static void report_stragglers(struct weft_runtime *rt, uint64_t grace_ms)
+{
+	fprintf(stderr, "weft: shutdown: %llu task(s) still alive after %llu ms:\n",
+	        (unsigned long long)tasks_alive(rt), (unsigned long long)grace_ms);
+	for (unsigned i = 0; i < rt->nworkers; i++) {
+		struct weft_task *t = atomic_load(&rt->threads[i].running);
+		if (t)
+			fprintf(stderr,
+			        "weft:   task %llu '%s' spawned at %s:%d is running on worker %u\n",
+			        (unsigned long long)t->id, t->name ? t->name : "", t->file, t->line,
+			        i);
+	}
+	weft__registry_report(&rt->reg, STDERR_FILENO);
 }
 
 int weft_runtime_shutdown(weft_runtime *rt, int64_t grace_ms)
@@ -262,13 +297,13 @@ int weft_runtime_shutdown(weft_runtime *rt, int64_t grace_ms)
 		return rt->shutdown_result;
 	}
 	uint64_t grace = grace_ms < 0 ? rt->cfg.shutdown_grace_ms : (uint64_t)grace_ms;
-	atomic_store_explicit(&rt->closed, true, memory_order_release);
-	weft__registry_close_and_cancel(&rt->reg);
+	/* From here every wait fails with -ECANCELED (wait.c); parked tasks
+	   are woken to see it. */
+	atomic_store_explicit(&rt->closed, true, memory_order_seq_cst);
+	weft__registry_sweep(&rt->reg);
 	int result = 0;
 	if (!drain_tasks(rt, grace)) {
-		fprintf(stderr, "weft: shutdown: %zu task(s) still alive after %llu ms:\n",
-		        weft__registry_count(&rt->reg), (unsigned long long)grace);
-		weft__registry_report(&rt->reg, STDERR_FILENO);
+		report_stragglers(rt, grace);
 		rt->leaked = true;
 		result = -ETIMEDOUT;
 	}

@@ -52,13 +52,32 @@ void weft__task_wake(struct weft_task *t)
 		weft__task_schedule(t, WEFT__SCHED_WAKE);
 }
 
+/* Counts the spawn (before the task can run, so that shutdown never sees
+   more completions than spawns) and returns its id. */
+static uint64_t count_spawn(weft_runtime *rt, struct weft__thread *th)
+{
+	if (!th || th->rt != rt) {
+		atomic_fetch_add_explicit(&rt->ext_spawned, 1, memory_order_release);
+		return atomic_fetch_add_explicit(&rt->next_id, 1, memory_order_relaxed) + 1;
+	}
+	struct weft__worker *w = th->worker;
+	atomic_store_explicit(&w->spawned, w->spawned + 1, memory_order_release);
+	if (w->id_next == w->id_end) {
+		w->id_next = atomic_fetch_add_explicit(&rt->next_id, WEFT__ID_BLOCK,
+		                                       memory_order_relaxed) +
+		             1;
+		w->id_end = w->id_next + WEFT__ID_BLOCK;
+	}
+	return w->id_next++;
+}
+
 weft_task *weft_spawn_at(weft_runtime *rt, weft_fn fn, void *arg, const weft_spawn_opts *opts,
                          const char *file, int line)
 {
 	struct weft__tls *tls = weft__tls();
 	if (!rt)
 		rt = tls->rt;
-	if (!rt || !fn)
+	if (!rt || !fn || atomic_load_explicit(&rt->closed, memory_order_acquire))
 		return NULL;
 	size_t stack_size = rt->cfg.stack_size;
 	if (opts && opts->stack_size) {
@@ -70,33 +89,28 @@ weft_task *weft_spawn_at(weft_runtime *rt, weft_fn fn, void *arg, const weft_spa
 	struct weft_task *t = weft__task_alloc();
 	if (!t)
 		return NULL;
-	memset(t, 0, sizeof *t);
+	/* Field by field: a memset of the whole header costs more than this. */
 	atomic_init(&t->state, WEFT__T_SCHEDULED | WEFT__T_JOIN_INTEREST | 2 * WEFT__T_REF_ONE);
+	t->qnext = NULL;
 	t->vt = &weft__fiber_task_vtable;
 	t->rt = rt;
+	t->stack = NULL;
 	t->stack_size = stack_size;
+	t->saved_errno = 0;
+	t->pinned_spawn = opts && opts->pinned;
+	t->pin_depth = t->pinned_spawn;
+	t->shield_depth = 0;
+	t->cancelled_at_return = false;
+	t->registered = false;
+	t->pinned_to = NULL;
 	t->fn = fn;
 	t->arg = arg;
+	t->result = NULL;
 	t->name = opts ? opts->name : NULL;
 	t->file = file ? file : "?";
 	t->line = line;
 	t->magic = WEFT__TASK_MAGIC;
-	if (opts && opts->pinned) {
-		t->pinned_spawn = true;
-		t->pin_depth = 1;
-	}
-	t->id = atomic_fetch_add_explicit(&rt->next_id, 1, memory_order_relaxed) + 1;
-
-	struct weft__thread *th = tls->thread;
-	bool local = th && th->rt == rt;
-	unsigned hint = local ? th->index : (unsigned)t->id;
-	if (weft__registry_insert(&rt->reg, t, hint) < 0) {
-		weft__task_free(t);
-		return NULL;
-	}
-	if (local)
-		atomic_store_explicit(&th->worker->spawned, th->worker->spawned + 1,
-		                      memory_order_relaxed);
+	t->id = count_spawn(rt, tls->thread);
 	weft__task_schedule(t, WEFT__SCHED_WAKE);
 	return t;
 }

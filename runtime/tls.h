@@ -33,4 +33,9 @@ struct weft__tls {
 
 __attribute__((noinline)) WEFT__NOIPA struct weft__tls *weft__tls(void);
 
+/* errno of the calling thread. glibc declares __errno_location() const, so
+   a compiler may compute &errno once and reuse it after a fiber switch; the
+   runtime saves and restores errno across switches only through this. */
+__attribute__((noinline)) WEFT__NOIPA int *weft__errno(void);
+
 #endif

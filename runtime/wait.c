@@ -51,6 +51,13 @@ void weft__waker_drop(struct weft__waker w)
 
 void weft__task_park(void)
 {
+	struct weft__tls *tls = weft__tls();
+	struct weft_task *t = tls->task;
+	if (!t->registered) {
+		t->registered = true;
+		if (!weft__registry_insert(&t->rt->reg, t, tls->thread->index))
+			return; /* shutdown swept past us: see it instead of sleeping */
+	}
 	weft__task_switch_out(WEFT__SW_PARK);
 }
 
@@ -64,10 +71,16 @@ void weft__block(_Atomic uint32_t *word)
 		weft__futex_wait(word, 0, NULL);
 }
 
+bool weft__cancel_requested(struct weft_task *t)
+{
+	return (weft__task_state(t) & WEFT__T_CANCELLED) ||
+	       atomic_load_explicit(&t->rt->closed, memory_order_acquire);
+}
+
 int weft__wait_check(void)
 {
 	struct weft_task *t = weft__tls()->task;
-	if (t && t->shield_depth == 0 && (weft__task_state(t) & WEFT__T_CANCELLED))
+	if (t && t->shield_depth == 0 && weft__cancel_requested(t))
 		return -ECANCELED;
 	return 0;
 }
@@ -124,7 +137,7 @@ weft_task *weft_current(void)
 bool weft_is_cancelled(void)
 {
 	struct weft_task *t = weft__tls()->task;
-	return t && (weft__task_state(t) & WEFT__T_CANCELLED);
+	return t && weft__cancel_requested(t);
 }
 
 weft_runtime *weft_runtime_current(void)

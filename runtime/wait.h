@@ -52,6 +52,10 @@ int weft__wait_check(void);
    first when it is used up). */
 int weft__wait_enter(void);
 
+/* Whether cancellation was requested for t: by weft_cancel, or by the
+   shutdown of its runtime. */
+bool weft__cancel_requested(struct weft_task *t);
+
 /* Parks the current task (part of weft__block). */
 void weft__task_park(void);
 

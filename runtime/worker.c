@@ -92,14 +92,24 @@ void weft__worker_drain(struct weft__worker *w)
 
 /* ------------------------------------------------------------- scheduling */
 
-void weft__notify_one(struct weft_runtime *rt)
+/* Wakes a sleeping worker for work we just published, if nobody searches.
+   Callers that published to a place only the sleeper would find (the
+   injector) must order that store before our read of the idle state, or a
+   worker going to sleep could miss both (idle.h); they pass fence = true. A
+   push to our own local queue needs no fence: if the wake is missed, this
+   worker runs the task itself. */
+static void notify(struct weft_runtime *rt, bool fence)
 {
-	/* Our push must be visible before we read the idle state, or a worker
-	   going to sleep could miss both (idle.h). */
-	atomic_thread_fence(memory_order_seq_cst);
+	if (fence)
+		atomic_thread_fence(memory_order_seq_cst);
 	int idx = weft__idle_pick_sleeper(&rt->idle);
 	if (idx >= 0)
 		weft__parker_unpark(&rt->threads[idx].parker);
+}
+
+void weft__notify_one(struct weft_runtime *rt)
+{
+	notify(rt, true);
 }
 
 void weft__wake_all(struct weft_runtime *rt)
@@ -160,7 +170,7 @@ static void schedule_local(struct weft__thread *th, struct weft_task *t, enum we
 		t = prev;
 	}
 	push_back(th->rt, w, t);
-	weft__notify_one(th->rt);
+	notify(th->rt, false);
 }
 
 void weft__task_schedule(struct weft_task *t, enum weft__sched_how how)
@@ -178,82 +188,18 @@ void weft__task_schedule(struct weft_task *t, enum weft__sched_how how)
 	weft__notify_one(t->rt);
 }
 
-void weft__task_switch_out(enum weft__switch_reason why)
+void weft__requeue(struct weft__thread *th, struct weft_task *t)
 {
-	struct weft__tls *tls = weft__tls();
-	struct weft_task *t = tls->task;
-	struct weft__thread *th = tls->thread;
-	th->reason = why;
-	weft__fiber_switch(&t->fiber, &th->sched);
-	/* Resumed, possibly on another thread: th and tls are stale now. */
-}
-
-/* ------------------------------------------------------------ fiber tasks */
-
-static void misuse_abort(struct weft_task *t, const char *what)
-{
-	fprintf(stderr, "weft: task %llu '%s' (spawned at %s:%d) returned with %s still open\n",
-	        (unsigned long long)t->id, t->name ? t->name : "", t->file, t->line, what);
-	abort();
-}
-
-static void fiber_task_entry(void *arg)
-{
-	struct weft_task *t = arg;
-	weft__fiber_started();
-	t->result = t->fn(t->arg);
-	t->cancelled_at_return = (weft__task_state(t) & WEFT__T_CANCELLED) != 0;
-	if (t->shield_depth)
-		misuse_abort(t, "a shield scope (weft_shield_push)");
-	if (t->pin_depth != (t->pinned_spawn ? 1 : 0))
-		misuse_abort(t, "a pin scope (weft_pin_push)");
-	struct weft__tls *tls = weft__tls();
-	struct weft__thread *th = tls->thread;
-	th->reason = WEFT__SW_EXIT;
-	weft__fiber_exit_to(&t->fiber, &th->sched);
-}
-
-/* fn returned: release the stack, publish COMPLETE, wake the joiner, and
-   drop the task's own reference. */
-static void complete(struct weft__thread *th, struct weft_task *t)
-{
-	weft__stack_put(&th->worker->stacks, t->stack);
-	t->stack = NULL;
-	weft__fiber_destroy(&t->fiber);
-
-	uint64_t prev = atomic_load_explicit(&t->state, memory_order_relaxed), next;
-	do {
-		next = (prev & ~(WEFT__T_SCHEDULED | WEFT__T_NOTIFIED)) | WEFT__T_COMPLETE;
-	} while (!atomic_compare_exchange_weak_explicit(
-	        &t->state, &prev, next, memory_order_acq_rel, memory_order_relaxed));
-	if (prev & WEFT__T_JOIN_WAITER)
-		weft__waker_wake(t->joiner);
-	weft__registry_remove(&th->rt->reg, t);
-	weft__task_unref(t);
-}
-
-/* The task parked: it sleeps unless a wake arrived while it was running, in
-   which case it goes back on the queue. */
-static void park_commit(struct weft__thread *th, struct weft_task *t)
-{
-	uint64_t prev = atomic_load_explicit(&t->state, memory_order_relaxed), next;
-	do {
-		next = (prev & WEFT__T_NOTIFIED) ? (prev & ~WEFT__T_NOTIFIED)
-		                                 : (prev & ~WEFT__T_SCHEDULED);
-	} while (!atomic_compare_exchange_weak_explicit(
-	        &t->state, &prev, next, memory_order_acq_rel, memory_order_relaxed));
-	if (prev & WEFT__T_NOTIFIED) {
-		if (t->pinned_to)
-			inbox_push(t->pinned_to, t);
-		else
-			schedule_local(th, t, WEFT__SCHED_YIELD);
-	}
+	if (t->pinned_to)
+		inbox_push(t->pinned_to, t);
+	else
+		schedule_local(th, t, WEFT__SCHED_YIELD);
 }
 
 /* No stack could be mapped for the task's first run (memory or
    vm.max_map_count exhausted): put it back and let the worker breathe, so the
    task runs once memory is available again. */
-static void stack_unavailable(struct weft__thread *th, struct weft_task *t)
+void weft__stack_unavailable(struct weft__thread *th, struct weft_task *t)
 {
 	static atomic_flag warned = ATOMIC_FLAG_INIT;
 	if (!atomic_flag_test_and_set(&warned))
@@ -263,58 +209,6 @@ static void stack_unavailable(struct weft__thread *th, struct weft_task *t)
 	struct timespec pause = {0, 1000 * 1000};
 	nanosleep(&pause, NULL);
 }
-
-static void fiber_task_run(struct weft__thread *th, struct weft_task *t)
-{
-	struct weft__tls *tls = weft__tls();
-	if (!t->stack) {
-		t->stack = weft__stack_get(&th->worker->stacks, t->stack_size);
-		if (!t->stack) {
-			stack_unavailable(th, t);
-			return;
-		}
-		weft__fiber_make(&t->fiber, weft__stack_lo(t->stack), t->stack->size,
-		                 fiber_task_entry, t);
-		if (t->pin_depth && !t->pinned_to)
-			t->pinned_to = th; /* spawned pinned: bound where it first runs */
-	}
-	t->budget = WEFT__BUDGET;
-	tls->task = t;
-	errno = t->saved_errno;
-	weft__fiber_switch(&th->sched, &t->fiber);
-	t->saved_errno = errno;
-	tls->task = NULL;
-
-	switch (th->reason) {
-	case WEFT__SW_YIELD:
-		if (t->pinned_to)
-			inbox_push(t->pinned_to, t);
-		else
-			schedule_local(th, t, WEFT__SCHED_YIELD);
-		break;
-	case WEFT__SW_PARK:
-		park_commit(th, t);
-		break;
-	case WEFT__SW_EXIT:
-		complete(th, t);
-		break;
-	}
-}
-
-static void fiber_task_release(struct weft_task *t)
-{
-	if (t->stack) {
-		/* Never completed (left behind by a shutdown): not pooled. */
-		weft__stack_put(NULL, t->stack);
-		weft__fiber_destroy(&t->fiber);
-	}
-	weft__task_free(t);
-}
-
-const struct weft__task_vtable weft__fiber_task_vtable = {
-        .run = fiber_task_run,
-        .release = fiber_task_release,
-};
 
 /* ------------------------------------------------------------ worker loop */
 
@@ -351,13 +245,15 @@ static struct weft_task *take_injected(struct weft_runtime *rt, struct weft__wor
 	return first;
 }
 
-static struct weft_task *next_task(struct weft__thread *th)
+struct weft_task *weft__next_runnable(struct weft__thread *th)
 {
 	struct weft_runtime *rt = th->rt;
 	struct weft__worker *w = th->worker;
 	struct weft_task *t;
 
-	if (++w->tick % rt->cfg.global_queue_interval == 0) {
+	w->tick++;
+	if (--w->gq_countdown == 0) {
+		w->gq_countdown = rt->cfg.global_queue_interval;
 		if ((t = inbox_pop(th)) || (t = take_injected(rt, w)))
 			return t;
 	}
@@ -476,8 +372,13 @@ static void sleep_until_woken(struct weft__thread *th)
 static void run_loop(struct weft__thread *th)
 {
 	struct weft_runtime *rt = th->rt;
+	struct weft__tls *tls = weft__tls();
 	for (;;) {
-		struct weft_task *t = next_task(th);
+		/* Back from a task: finish what it left (fiber_task.c). */
+		weft__finish_pending(th);
+		tls->task = NULL;
+		atomic_store_explicit(&th->running, NULL, memory_order_relaxed);
+		struct weft_task *t = weft__next_runnable(th);
 		if (!t)
 			t = search(th);
 		if (t) {

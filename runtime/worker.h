@@ -38,12 +38,25 @@ struct weft__worker {
 	unsigned index;
 	uint64_t rng;
 	struct weft__stack_pool stacks;
+	uint32_t gq_countdown; /* ticks until the next injector-first check */
 	struct weft_task *task_cache;
 	unsigned task_cache_n;
-	_Atomic uint64_t spawned, steals, stolen_tasks, parks;
+	uint64_t id_next, id_end; /* block of task ids for local spawns */
+	/* Owner-written counters, read by shutdown and metrics. Tasks alive =
+	   outside spawns + sum(spawned) - sum(completed). */
+	_Atomic uint64_t spawned, completed, steals, stolen_tasks, parks;
 };
 
-enum weft__switch_reason { WEFT__SW_YIELD, WEFT__SW_PARK, WEFT__SW_EXIT };
+enum weft__switch_reason { WEFT__SW_YIELD, WEFT__SW_PARK };
+
+/* What a context switching away leaves for the one resuming on the same
+   thread to finish (fiber_task.c). */
+enum weft__pending {
+	WEFT__PEND_NONE,
+	WEFT__PEND_YIELD,   /* queue pend_task again */
+	WEFT__PEND_PARK,    /* commit pend_task's park */
+	WEFT__PEND_RELEASE, /* pend_stack and pend_fiber are free */
+};
 
 struct weft__thread {
 	struct weft_runtime *rt;
@@ -52,10 +65,14 @@ struct weft__thread {
 	pthread_t pthread;
 	bool started;
 	bool searching;
-	enum weft__switch_reason reason;
+	enum weft__pending pend;
+	struct weft_task *pend_task;
+	struct weft__stack *pend_stack;
+	struct weft__fiber pend_fiber;
 	struct weft__fiber sched; /* the scheduler's own context on the thread stack */
 	struct weft__parker parker;
 	void *altstack;
+	struct weft_task *_Atomic running; /* for shutdown's report of stragglers */
 
 	/* Tasks pinned to this thread that became runnable: never stolen. */
 	_Alignas(64) _Atomic unsigned inbox_len;
@@ -74,9 +91,23 @@ enum weft__sched_how {
    the injector. */
 void weft__task_schedule(struct weft_task *t, enum weft__sched_how how);
 
-/* Called by the running task: saves its context and returns to the scheduler,
-   which then yields, parks (unless woken meanwhile) or finishes the task. */
+/* Called by the running task to yield or park: switches to the next runnable
+   task of this worker, or to the scheduler when there is none (a yield with
+   nothing else to run returns at once). Returns when the task runs again. */
 void weft__task_switch_out(enum weft__switch_reason why);
+
+/* The next task to run from this worker's own sources (LIFO slot, pinned
+   inbox, local queue, injector); never steals or sleeps. */
+struct weft_task *weft__next_runnable(struct weft__thread *th);
+
+/* Queues a task that yielded, or was woken while it was parking. */
+void weft__requeue(struct weft__thread *th, struct weft_task *t);
+
+/* Completes the switch that resumed us (fiber_task.c). */
+void weft__finish_pending(struct weft__thread *th);
+
+/* No stack for t's first run: t is put back and retried later. */
+void weft__stack_unavailable(struct weft__thread *th, struct weft_task *t);
 
 /* Worker thread body. */
 void *weft__worker_main(void *arg);
