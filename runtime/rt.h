@@ -26,10 +26,13 @@ struct weft_runtime {
 	struct weft__inject inject;
 	struct weft__idle idle;
 	struct weft__registry reg;
-	_Atomic uint64_t next_id; /* task ids, handed out to workers in blocks */
-	_Atomic bool closed;      /* shutdown began: no spawns, every wait cancelled */
-	_Atomic bool stopping;    /* workers exit once idle */
-	_Alignas(64) _Atomic uint64_t ext_spawned; /* spawns from outside the workers */
+	_Atomic bool closed;   /* shutdown began: no spawns, every wait cancelled */
+	_Atomic bool stopping; /* workers exit once idle */
+
+	/* Written by spawns from outside the workers: a line of their own, away
+	   from `closed`, which every wait reads. */
+	_Alignas(64) _Atomic uint64_t ext_spawned;
+	_Atomic uint64_t next_id; /* task ids; workers take them in blocks */
 
 	pthread_mutex_t shutdown_lock;
 	bool shutdown_done;

@@ -16,9 +16,16 @@
 #include <stdlib.h>
 
 #include "futex.h"
+#include "spin.h"
 #include "rt.h"
 #include "tls.h"
 #include "worker.h"
+
+/* A plain thread's wait word: it spins a while in WAITING, then announces
+   SLEEPING and sleeps on the futex; the waker sets WOKEN. Spinning first
+   saves both sides the ~6 us sleep/wake round trip when the wait is short. */
+enum { WORD_WAITING, WORD_WOKEN, WORD_SLEEPING };
+#define THREAD_SPIN_NS 20000
 
 struct weft__waker weft__waker_self(_Atomic uint32_t *word)
 {
@@ -27,7 +34,7 @@ struct weft__waker weft__waker_self(_Atomic uint32_t *word)
 		weft__task_ref(t);
 		return (struct weft__waker){t, NULL};
 	}
-	atomic_store_explicit(word, 0, memory_order_relaxed);
+	atomic_store_explicit(word, WORD_WAITING, memory_order_relaxed);
 	return (struct weft__waker){NULL, word};
 }
 
@@ -37,10 +44,11 @@ void weft__waker_wake(struct weft__waker w)
 		weft__task_wake_by_val(w.task);
 		return;
 	}
-	/* The store is our last access to the waiting thread's stack: the
-	   futex call only hashes the address. */
-	atomic_store_explicit(w.word, 1, memory_order_release);
-	weft__futex_wake(w.word, 1);
+	/* The exchange is our last access to the waiting thread's stack: the
+	   futex call only hashes the address. A thread still spinning needs no
+	   system call. */
+	if (atomic_exchange_explicit(w.word, WORD_WOKEN, memory_order_acq_rel) == WORD_SLEEPING)
+		weft__futex_wake(w.word, 1);
 }
 
 void weft__waker_drop(struct weft__waker w)
@@ -67,8 +75,24 @@ void weft__block(_Atomic uint32_t *word)
 		weft__task_park();
 		return;
 	}
-	while (atomic_load_explicit(word, memory_order_acquire) == 0)
-		weft__futex_wait(word, 0, NULL);
+	uint64_t until = 0;
+	for (unsigned i = 0;; i++) {
+		if (atomic_load_explicit(word, memory_order_acquire) == WORD_WOKEN)
+			return;
+		weft__cpu_relax();
+		if (i % 64 == 0) {
+			uint64_t now = weft__mono_ns();
+			if (!until)
+				until = now + THREAD_SPIN_NS;
+			else if (now >= until)
+				break;
+		}
+	}
+	uint32_t w = WORD_WAITING;
+	if (atomic_compare_exchange_strong_explicit(word, &w, WORD_SLEEPING, memory_order_acq_rel,
+	                                            memory_order_acquire))
+		while (atomic_load_explicit(word, memory_order_acquire) == WORD_SLEEPING)
+			weft__futex_wait(word, WORD_SLEEPING, NULL);
 }
 
 bool weft__cancel_requested(struct weft_task *t)

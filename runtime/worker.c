@@ -40,6 +40,7 @@
 #include "fault.h"
 #include "overflow.h"
 #include "rt.h"
+#include "spin.h"
 #include "task.h"
 #include "tls.h"
 #include "wait.h"
@@ -222,27 +223,34 @@ static uint64_t rng_next(struct weft__worker *w)
 	return x * 0x2545F4914F6CDD1Dull;
 }
 
-/* Takes a fair share of the injector: the first task to run now, the rest
-   into the local queue. */
-static struct weft_task *take_injected(struct weft_runtime *rt, struct weft__worker *w)
+/* Takes a fair share of the injector into the local queue. With run_first,
+   the first task is returned to run now instead of being queued; otherwise
+   NULL is returned. */
+static struct weft_task *take_injected(struct weft_runtime *rt, struct weft__worker *w,
+                                       bool run_first)
 {
 	size_t len = weft__inject_len(&rt->inject);
 	if (len == 0)
 		return NULL;
-	unsigned room = weft__lq_free_slots(&w->lq);
 	size_t n = len / rt->nworkers + 1;
-	if (n > room + 1)
-		n = room + 1;
+	size_t room = weft__lq_free_slots(&w->lq) + run_first;
+	if (n > room)
+		n = room;
 	if (n > WEFT__LQ_CAP / 2)
 		n = WEFT__LQ_CAP / 2;
+	if (n == 0)
+		return NULL;
 	struct weft__batch b;
 	weft__inject_pop_batch(&rt->inject, (unsigned)n, &b);
 	if (b.n == 0)
 		return NULL;
-	struct weft_task *first = b.first;
+	if (!run_first) {
+		weft__lq_push_batch(&w->lq, b.first, b.n);
+		return NULL;
+	}
 	if (b.n > 1)
-		weft__lq_push_batch(&w->lq, first->qnext, b.n - 1);
-	return first;
+		weft__lq_push_batch(&w->lq, b.first->qnext, b.n - 1);
+	return b.first;
 }
 
 struct weft_task *weft__next_runnable(struct weft__thread *th)
@@ -254,7 +262,7 @@ struct weft_task *weft__next_runnable(struct weft__thread *th)
 	w->tick++;
 	if (--w->gq_countdown == 0) {
 		w->gq_countdown = rt->cfg.global_queue_interval;
-		if ((t = inbox_pop(th)) || (t = take_injected(rt, w)))
+		if ((t = inbox_pop(th)) || (t = take_injected(rt, w, true)))
 			return t;
 	}
 	if ((t = w->lifo)) {
@@ -266,7 +274,15 @@ struct weft_task *weft__next_runnable(struct weft__thread *th)
 		push_back(rt, w, t); /* capped: to the back, behind the others */
 	}
 	w->lifo_runs = 0;
-	if ((t = inbox_pop(th)) || (t = weft__lq_pop(&w->lq)) || (t = take_injected(rt, w)))
+	if ((t = inbox_pop(th)))
+		return t;
+	/* A short local queue is topped up from the injector before it runs
+	   dry: injected tasks then join the local FIFO behind the tasks already
+	   there instead of waiting for the periodic check, which comes only
+	   every 61 ticks -- long ones, when local tasks run long. */
+	if (weft__lq_len(&w->lq) < WEFT__REFILL_BELOW)
+		take_injected(rt, w, false);
+	if ((t = weft__lq_pop(&w->lq)) || (t = take_injected(rt, w, true)))
 		return t;
 	return NULL;
 }
@@ -290,23 +306,7 @@ static struct weft_task *steal_work(struct weft__thread *th)
 			return t;
 		}
 	}
-	return take_injected(rt, w);
-}
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ volatile("yield");
-#endif
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	return take_injected(rt, w, true);
 }
 
 /* Steals for up to spin_ns if this worker may search; NULL if nothing came. */
@@ -325,13 +325,13 @@ static struct weft_task *search(struct weft__thread *th)
 			return t;
 		if (atomic_load_explicit(&rt->stopping, memory_order_relaxed))
 			return NULL;
-		uint64_t now = now_ns();
+		uint64_t now = weft__mono_ns();
 		if (!deadline)
 			deadline = now + rt->spin_ns;
 		if (now >= deadline)
 			return NULL;
 		for (int i = 0; i < 32; i++)
-			cpu_relax();
+			weft__cpu_relax();
 	}
 }
 

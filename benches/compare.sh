@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# weft beside Tokio and Go on this machine: builds the peer programs, runs
+# the scheduler workloads for weft, Tokio and Go in turn (workload by
+# workload) RUNS times, and prints the peers' table with weft's advantage
+# over the better of the two (above 1: weft is better).
+#
+#   PEERS_DIR   the peers directory (default ../shared/peers)
+#   RUNS        alternating runs (default 3)
+#   ONLY_WORKLOADS, WORKERS, WAIT_IDLE_S   passed to the peers' run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PEERS_DIR=${PEERS_DIR:-../shared/peers}
+RUNS=${RUNS:-3}
+[ -x "$PEERS_DIR/run.sh" ] || { echo "compare.sh: no $PEERS_DIR/run.sh (set PEERS_DIR)" >&2; exit 1; }
+[ -x build/benches/weft-bench ] || { echo "compare.sh: build weft first (make build)" >&2; exit 1; }
+PEERS_DIR=$(cd "$PEERS_DIR" && pwd)
+
+"$PEERS_DIR/run.sh" deps
+"$PEERS_DIR/run.sh" build
+mkdir -p results
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+files=()
+for i in $(seq "$RUNS"); do
+  out="$PWD/results/compare-$stamp-$i.jsonl"
+  WEFT_BUILD="$PWD/build" OUT="$out" "$PEERS_DIR/run.sh" bench >/dev/null
+  files+=("$out")
+done
+python3 "$PEERS_DIR/table.py" "${files[@]}"
