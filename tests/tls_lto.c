@@ -4,15 +4,18 @@
  * is free to inline weft into the task code and to cache thread-local
  * addresses across calls that switch fibers -- exactly what must not break.
  *
- * Each round the task spawns a short busy task (which takes its worker's LIFO
- * slot) and yields, so it waits in the worker's queue while that worker is
- * busy, and the other, idle worker steals it: it migrates most rounds. After
- * every yield it checks that:
+ * Migration is forced, not hoped for: two pinned helper tasks sit on the two
+ * worker threads, and the task under test asks them in turn to wake it. A
+ * wake from a worker puts the woken task in that worker's LIFO slot, which
+ * no one steals, so the task resumes on the waking helper's thread and
+ * changes threads nearly every round (not all: when the helper answers
+ * before the task has finished parking, the task is re-queued on its own
+ * worker). After every wait it checks that:
  *   - weft_current() is still the task itself and weft_runtime_current() the
  *     runtime (the runtime's own thread-locals, read after a migration);
- *   - errno, set to a task-specific value before the yield, is that value
- *     after it (weft saves and restores errno per fiber);
- *   - the task really migrated between threads often (else it proves nothing).
+ *   - errno, set to a task-specific value before the wait, is that value
+ *     after it (weft saves and restores errno per task);
+ *   - it really migrated, in most rounds.
  * A plain main() program.
  */
 #include <errno.h>
@@ -26,15 +29,19 @@
 
 #include "tests/common.h"
 
-#define TASKS 1
-#define SPIN_NS 30000
+struct helper {
+	weft_oneshot *_Atomic request; /* where the next wake-up request goes */
+	pthread_t thread;
+	_Atomic int ready;
+};
 
 static weft_runtime *rt;
-static _Atomic long migrations, failures;
+static struct helper helpers[2];
+static _Atomic long failures, migrations;
 
 /* errno and the thread through calls the optimizer cannot see into: the
    runtime restores the variable; whether user code caches its address across
-   a yield is the user's affair (docs/guide.md). */
+   a wait is the user's affair (docs/guide.md). */
 __attribute__((noinline, noipa)) static int *errno_addr(void)
 {
 	return &errno;
@@ -45,34 +52,62 @@ __attribute__((noinline, noipa)) static pthread_t self_thread(void)
 	return pthread_self();
 }
 
-static void *spinner(void *arg)
+static void fail(const char *what, long round)
 {
-	(void)arg;
-	uint64_t s = test_now_ns();
-	while (test_now_ns() - s < SPIN_NS)
-		;
-	return NULL;
+	if (atomic_fetch_add(&failures, 1) < 5)
+		fprintf(stderr, "tls_lto: round %ld: %s\n", round, what);
+}
+
+/* Pinned: each request carries a oneshot to answer, from this thread. */
+static void *helper_task(void *arg)
+{
+	struct helper *h = arg;
+	h->thread = self_thread();
+	for (;;) {
+		weft_oneshot *req = weft_oneshot_new(sizeof(weft_oneshot *));
+		if (!req)
+			abort();
+		atomic_store(&h->request, req);
+		atomic_store(&h->ready, 1);
+		weft_oneshot *reply;
+		if (weft_oneshot_recv(req, &reply) != 0)
+			abort();
+		if (!reply)
+			return NULL; /* asked to stop */
+		char v = 1;
+		weft_oneshot_send(reply, &v);
+	}
+}
+
+/* Asks helper h to wake us, and waits for it. */
+static int woken_by(struct helper *h)
+{
+	weft_oneshot *req;
+	while (!(req = atomic_exchange(&h->request, NULL)))
+		weft_yield();
+	weft_oneshot *reply = weft_oneshot_new(1);
+	if (!reply)
+		return -ENOMEM;
+	weft_oneshot_send(req, &reply);
+	char v;
+	return weft_oneshot_recv(reply, &v);
 }
 
 static void *task(void *arg)
 {
-	long id = (long)(intptr_t)arg, rounds = test_scale(5000);
+	long rounds = (long)(intptr_t)arg;
 	weft_task *me = weft_current();
 	pthread_t last = self_thread();
 	for (long i = 0; i < rounds; i++) {
-		int mine = (int)(id * 100000 + i % 1000 + 1);
-		weft_detach(weft_spawn(spinner, NULL));
+		struct helper *h = &helpers[i % 2];
+		int mine = (int)(i % 100000 + 1);
 		*errno_addr() = mine;
-		if (weft_yield() != 0)
-			atomic_fetch_add(&failures, 1);
-		if (*errno_addr() != mine && atomic_fetch_add(&failures, 1) < 5) {
-			fprintf(stderr, "task %ld: errno %d, expected %d\n", id, *errno_addr(),
-			        mine);
-		}
-		if (weft_current() != me || weft_runtime_current() != rt) {
-			fprintf(stderr, "task %ld: wrong current task or runtime\n", id);
-			atomic_fetch_add(&failures, 1);
-		}
+		if (woken_by(h) != 0)
+			fail("wait failed", i);
+		if (*errno_addr() != mine)
+			fail("errno not restored", i);
+		if (weft_current() != me || weft_runtime_current() != rt)
+			fail("wrong current task or runtime", i);
 		pthread_t now = self_thread();
 		if (!pthread_equal(now, last))
 			atomic_fetch_add(&migrations, 1);
@@ -81,23 +116,58 @@ static void *task(void *arg)
 	return NULL;
 }
 
+/* Starts pinned helpers until two sit on different worker threads. */
+static int start_helpers(weft_task **ts)
+{
+	weft_spawn_opts pinned = {.name = "helper", .pinned = true};
+	for (int tries = 0; tries < 10000; tries++) {
+		int k = tries == 0 ? 0 : 1;
+		ts[k] = weft_spawn_ex(rt, helper_task, &helpers[k], &pinned);
+		while (!atomic_load(&helpers[k].ready))
+			test_sleep_ms(1);
+		if (k == 0)
+			continue;
+		if (!pthread_equal(helpers[0].thread, helpers[1].thread))
+			return 0;
+		/* Same thread as helper 0: stop it and try again. */
+		weft_oneshot *req = atomic_exchange(&helpers[1].request, NULL), *stop = NULL;
+		weft_oneshot_send(req, &stop);
+		weft_join(ts[1], NULL);
+		atomic_store(&helpers[1].ready, 0);
+	}
+	return -1;
+}
+
+static void stop_helper(struct helper *h, weft_task *t)
+{
+	weft_oneshot *req, *stop = NULL;
+	while (!(req = atomic_exchange(&h->request, NULL)))
+		test_sleep_ms(1);
+	weft_oneshot_send(req, &stop);
+	weft_join(t, NULL);
+}
+
 int main(void)
 {
 	weft_config cfg;
 	weft_config_init(&cfg);
 	cfg.workers = 2;
 	rt = weft_runtime_new(&cfg);
-	if (!rt)
+	weft_task *ht[2];
+	if (!rt || start_helpers(ht) != 0) {
+		fprintf(stderr, "tls_lto: could not place helpers on two threads\n");
 		return 1;
-	weft_task *ts[TASKS];
-	for (long i = 0; i < TASKS; i++)
-		ts[i] = weft_spawn_on(rt, task, (void *)(intptr_t)i);
-	for (long i = 0; i < TASKS; i++)
-		if (weft_join(ts[i], NULL) != 0)
-			return 1;
+	}
+	long rounds = test_scale(5000);
+	weft_task *t = weft_spawn_on(rt, task, (void *)(intptr_t)rounds);
+	if (!t || weft_join(t, NULL) != 0)
+		return 1;
+	stop_helper(&helpers[0], ht[0]);
+	stop_helper(&helpers[1], ht[1]);
 	weft_runtime_free(rt);
-	long m = atomic_load(&migrations), f = atomic_load(&failures);
-	long want = test_scale(5000) * TASKS / 2;
-	printf("tls_lto: %ld migrations (want %ld), %ld failures\n", m, want, f);
-	return f == 0 && m >= want ? 0 : 1;
+	long f = atomic_load(&failures), m = atomic_load(&migrations);
+	printf("tls_lto: %ld rounds, %ld migrations, %ld failures\n", rounds, m, f);
+	if (m < rounds / 2)
+		fprintf(stderr, "tls_lto: too few migrations to prove anything\n");
+	return f == 0 && m >= rounds / 2 ? 0 : 1;
 }
