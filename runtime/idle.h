@@ -14,7 +14,9 @@
  *    wake is then found by this re-check, so no wake-up is lost. The pusher
  *    publishes its task before reading state and the sleeper publishes state
  *    before re-reading the queues (both seq_cst), so at least one of the two
- *    sees the other.
+ *    sees the other. The pusher's read of state is a read-modify-write for
+ *    that (a fence would do on hardware, but ThreadSanitizer cannot see
+ *    fences), so both sides synchronize through this one word.
  */
 #ifndef WEFT_RUNTIME_IDLE_H
 #define WEFT_RUNTIME_IDLE_H
@@ -43,8 +45,9 @@ bool weft__idle_try_search(struct weft__idle *idle);
 bool weft__idle_leave_search(struct weft__idle *idle);
 
 /* Picks a sleeper to wake for new work, counting it unparked and searching;
-   -1 when nobody should be woken. */
-int weft__idle_pick_sleeper(struct weft__idle *idle);
+   -1 when nobody should be woken. ordered: the caller's push must be seen
+   by a worker that is going to sleep (see weft__notify_one). */
+int weft__idle_pick_sleeper(struct weft__idle *idle, bool ordered);
 
 /* Announces that worker idx goes to sleep; true if it was the last searcher
    (then re-check the queues before sleeping). */

@@ -39,10 +39,7 @@ static atomic_flag warned_map_count = ATOMIC_FLAG_INIT;
 
 static size_t page_size(void)
 {
-	static size_t page;
-	if (!page)
-		page = (size_t)sysconf(_SC_PAGESIZE);
-	return page;
+	return (size_t)sysconf(_SC_PAGESIZE);
 }
 
 static size_t round_up(size_t n, size_t to)
@@ -73,8 +70,10 @@ static bool install_guard(char *map, size_t len)
 
 static struct weft__stack *stack_map(size_t size)
 {
-	if (weft__fault(WEFT__FAULT_STACK_ALLOC))
+	if (weft__fault(WEFT__FAULT_STACK_ALLOC)) {
+		errno = ENOMEM;
 		return NULL;
+	}
 	size_t page = page_size();
 	size_t guard = atomic_load_explicit(&guard_mode, memory_order_relaxed) == GUARD_MPROTECT
 	                       ? page

@@ -50,8 +50,10 @@
 
 struct weft_task *weft__task_alloc(void)
 {
-	if (weft__fault(WEFT__FAULT_TASK_ALLOC))
+	if (weft__fault(WEFT__FAULT_TASK_ALLOC)) {
+		errno = ENOMEM;
 		return NULL;
+	}
 	struct weft__thread *th = weft__tls()->thread;
 	if (th) {
 		struct weft__worker *w = th->worker;
@@ -94,16 +96,14 @@ void weft__worker_drain(struct weft__worker *w)
 /* ------------------------------------------------------------- scheduling */
 
 /* Wakes a sleeping worker for work we just published, if nobody searches.
-   Callers that published to a place only the sleeper would find (the
-   injector) must order that store before our read of the idle state, or a
-   worker going to sleep could miss both (idle.h); they pass fence = true. A
-   push to our own local queue needs no fence: if the wake is missed, this
-   worker runs the task itself. */
-static void notify(struct weft_runtime *rt, bool fence)
+   A push to a place only the sleeper would find (the injector) must be
+   ordered before our reading of the idle state, or a worker going to sleep
+   could miss both (idle.h): such callers pass ordered = true. A push to our
+   own local queue needs no ordering: if the wake is missed, this worker runs
+   the task itself. */
+static void notify(struct weft_runtime *rt, bool ordered)
 {
-	if (fence)
-		atomic_thread_fence(memory_order_seq_cst);
-	int idx = weft__idle_pick_sleeper(&rt->idle);
+	int idx = weft__idle_pick_sleeper(&rt->idle, ordered);
 	if (idx >= 0)
 		weft__parker_unpark(&rt->threads[idx].parker);
 }

@@ -1,0 +1,318 @@
+/*
+ * Task stacks (runtime/stack.c, runtime/overflow.c): guards, scale, pooling.
+ *
+ *  - A task that overflows its stack must hit the guard and die with a
+ *    message naming the task and its spawn site, not corrupt memory or die
+ *    of a bare SIGSEGV: checked in a forked child whose stderr we read.
+ *  - 100,000 tasks parked at once must fit (one VMA per stack with
+ *    MADV_GUARD_INSTALL, under the default vm.max_map_count of 65530).
+ *  - Which guard mode is in use is logged (the death test checks that the
+ *    guard works whichever it is).
+ *  - A finished task's stack is reused by the next task on that worker.
+ */
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <weft.h>
+
+#include "runtime/stack.h"
+#include "runtime/task.h"
+#include "tests/common.h"
+
+#define HANG_GUARD_NS (120ull * 1000 * 1000 * 1000)
+
+/* ------------------------------------------------------- overflow death */
+
+#define OVERFLOW_TASK_NAME "unbounded-recursion"
+
+static volatile unsigned long depth_limit; /* 0: recurse until the guard */
+
+static __attribute__((noinline)) unsigned long recurse(unsigned long depth)
+{
+	volatile char frame[512];
+	frame[0] = (char)depth;
+	frame[sizeof frame - 1] = (char)(depth >> 8);
+	if (depth_limit && depth >= depth_limit)
+		return frame[0];
+	return recurse(depth + 1) + (unsigned char)frame[sizeof frame - 1];
+}
+
+static void *overflow_task(void *arg)
+{
+	(void)arg;
+	return (void *)(uintptr_t)recurse(0);
+}
+
+/* Child: runs the overflowing task; it must never get past the join. It
+   first tells the parent the line of the spawn (the report must name it). */
+static __attribute__((noreturn)) void overflow_child(int errfd)
+{
+	dup2(errfd, STDERR_FILENO);
+	close(errfd);
+	alarm(60); /* hang guard: SIGALRM fails the test */
+	weft_runtime *rt = test_runtime(1);
+	if (!rt)
+		_exit(10);
+	weft_spawn_opts opts = {.name = OVERFLOW_TASK_NAME};
+	int line = __LINE__ + 2; /* keep next to the spawn */
+	dprintf(STDERR_FILENO, "spawn line: %d\n", line);
+	weft_task *t = weft_spawn_ex(rt, overflow_task, NULL, &opts);
+	if (!t)
+		_exit(11);
+	weft_join(t, NULL);
+	_exit(12); /* the overflow went unnoticed */
+}
+
+Test(stack, overflow_is_caught_and_names_the_task, .timeout = 300)
+{
+	int fds[2];
+	cr_assert_eq(pipe(fds), 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	cr_assert_neq(pid, -1);
+	if (pid == 0) {
+		close(fds[0]);
+		overflow_child(fds[1]);
+	}
+	close(fds[1]);
+	char buf[8192];
+	size_t len = 0;
+	for (;;) {
+		ssize_t n = read(fds[0], buf + len, sizeof buf - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		if (len == sizeof buf - 1)
+			break;
+	}
+	buf[len] = '\0';
+	close(fds[0]);
+	int status;
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_log_info("child's stderr: %s", buf);
+
+	cr_assert(!WIFEXITED(status),
+	          "the child exited with %d: the overflow went unnoticed "
+	          "(10/11: setup failed, 12: join returned); stderr: %s",
+	          WEXITSTATUS(status), buf);
+	cr_assert(WIFSIGNALED(status));
+	cr_assert_eq(WTERMSIG(status), SIGABRT,
+	             "the child died of signal %d (%s), not SIGABRT; "
+	             "stderr: %s",
+	             WTERMSIG(status), strsignal(WTERMSIG(status)), buf);
+	cr_assert_not_null(strstr(buf, "stack overflow in task"), "no overflow report: %s", buf);
+	cr_assert_not_null(strstr(buf, "'" OVERFLOW_TASK_NAME "'"), "the task is not named: %s",
+	                   buf);
+	int spawn_line = 0;
+	const char *l = strstr(buf, "spawn line: ");
+	cr_assert(l && sscanf(l, "spawn line: %d", &spawn_line) == 1);
+	char site[64];
+	snprintf(site, sizeof site, "test_stack.c:%d", spawn_line);
+	cr_assert_not_null(strstr(buf, site), "the spawn site %s is not named: %s", site, buf);
+}
+
+Test(stack, bounded_recursion_fits, .timeout = 300)
+{
+	/* The same recursion, bounded well inside the default 64 KiB stack,
+	   completes: the death above is the guard, not the code. */
+	depth_limit = 40; /* about 20 KiB of frames */
+	weft_runtime *rt = test_runtime(1);
+	cr_assert_not_null(rt);
+	weft_task *t = weft_spawn_on(rt, overflow_task, NULL);
+	cr_assert_not_null(t);
+	cr_assert_eq(weft_join(t, NULL), 0);
+	cr_assert_eq(weft_runtime_shutdown(rt, -1), 0);
+	weft_runtime_free(rt);
+	depth_limit = 0;
+}
+
+/* ---------------------------------------------------- many parked tasks */
+
+static _Atomic long parked_started;
+
+static void *park_fn(void *arg)
+{
+	weft_oneshot *o = arg;
+	atomic_fetch_add(&parked_started, 1);
+	uint64_t v = 0;
+	int rc = weft_oneshot_recv(o, &v);
+	return rc == 0 ? (void *)(uintptr_t)v : (void *)(intptr_t)rc;
+}
+
+Test(stack, hundred_thousand_parked_tasks, .timeout = 300)
+{
+	const long n = test_scale(100000);
+	weft_runtime *rt = test_runtime(2);
+	cr_assert_not_null(rt);
+	weft_oneshot **os = calloc((size_t)n, sizeof *os);
+	weft_task **ts = calloc((size_t)n, sizeof *ts);
+	cr_assert(os && ts);
+	for (long i = 0; i < n; i++) {
+		os[i] = weft_oneshot_new(sizeof(uint64_t));
+		cr_assert_not_null(os[i]);
+		ts[i] = weft_spawn_on(rt, park_fn, os[i]);
+		cr_assert_not_null(ts[i], "spawn %ld of %ld failed", i, n);
+	}
+
+	/* Wait until every task has really parked: run, and committed its
+	   park (SCHEDULED cleared). None can finish before we send. */
+	uint64_t deadline = test_now_ns() + HANG_GUARD_NS;
+	long parked = 0;
+	while (parked < n) {
+		parked = 0;
+		for (long i = 0; i < n; i++)
+			parked += !(weft__task_state(ts[i]) & WEFT__T_SCHEDULED);
+		if (parked == n)
+			break;
+		cr_assert_lt(test_now_ns(), deadline,
+		             "only %ld of %ld tasks parked (%ld started) after 120 s", parked, n,
+		             atomic_load(&parked_started));
+		test_sleep_ms(10);
+	}
+	cr_assert_eq(atomic_load(&parked_started), n);
+	for (long i = 0; i < n; i++)
+		cr_assert(!(weft__task_state(ts[i]) & WEFT__T_COMPLETE), "task %ld finished early",
+		          i);
+	cr_log_info("%ld tasks parked at once (guards by %s)", n,
+	            weft__stack_guard_is_madvise() ? "MADV_GUARD_INSTALL" : "mprotect");
+
+	for (long i = 0; i < n; i++) {
+		uint64_t v = (uint64_t)i;
+		cr_assert_eq(weft_oneshot_send(os[i], &v), 0);
+	}
+	for (long i = 0; i < n; i++) {
+		void *res = NULL;
+		cr_assert_eq(weft_join(ts[i], &res), 0, "join of task %ld", i);
+		cr_assert_eq((uintptr_t)res, (uintptr_t)i, "task %ld received %ld", i,
+		             (long)(intptr_t)res);
+	}
+	cr_assert_eq(weft_runtime_shutdown(rt, -1), 0);
+	weft_runtime_free(rt);
+	free(os);
+	free(ts);
+}
+
+/* ------------------------------------------------------ guard mode probe */
+
+static void *noop(void *arg)
+{
+	return arg;
+}
+
+static bool kernel_at_least(int major, int minor)
+{
+	struct utsname u;
+	int ma = 0, mi = 0;
+	if (uname(&u) != 0 || sscanf(u.release, "%d.%d", &ma, &mi) != 2)
+		return false;
+	return ma > major || (ma == major && mi >= minor);
+}
+
+Test(stack, guard_mode_is_logged, .timeout = 300)
+{
+	/* Informative: the mode is probed on the first stack mapping. The
+	   death test checks that the guard works in either mode. */
+	weft_runtime *rt = test_runtime(1);
+	cr_assert_not_null(rt);
+	weft_task *t = weft_spawn_on(rt, noop, (void *)7);
+	cr_assert_not_null(t);
+	void *res = NULL;
+	cr_assert_eq(weft_join(t, &res), 0);
+	cr_assert_eq(res, (void *)7);
+	bool madv = weft__stack_guard_is_madvise();
+	struct utsname u;
+	uname(&u);
+	cr_log_info("stack guards: %s (kernel %s)",
+	            madv ? "MADV_GUARD_INSTALL, inside the stack's mapping"
+	                 : "mprotect()ed guard page, a second VMA per stack",
+	            u.release);
+	if (!madv && kernel_at_least(6, 13))
+		cr_log_warn("kernel %s should support MADV_GUARD_INSTALL, but the mprotect "
+		            "fallback is in use",
+		            u.release);
+	cr_assert_eq(weft_runtime_shutdown(rt, -1), 0);
+	weft_runtime_free(rt);
+}
+
+/* ------------------------------------------------------------- pooling */
+
+struct where {
+	uintptr_t local;
+	weft_oneshot *wait; /* if set, park on it first */
+	_Atomic int running;
+};
+
+static void *where_fn(void *arg)
+{
+	struct where *w = arg;
+	volatile char local = 0;
+	w->local = (uintptr_t)&local;
+	atomic_store(&w->running, 1);
+	if (w->wait) {
+		uint64_t v;
+		weft_oneshot_recv(w->wait, &v);
+	}
+	return (void *)(uintptr_t)local;
+}
+
+static uintptr_t run_where(weft_runtime *rt, struct where *w)
+{
+	weft_task *t = weft_spawn_on(rt, where_fn, w);
+	cr_assert_not_null(t);
+	cr_assert_eq(weft_join(t, NULL), 0);
+	return w->local;
+}
+
+Test(stack, finished_tasks_stack_is_reused, .timeout = 300)
+{
+	weft_runtime *rt = test_runtime(1);
+	cr_assert_not_null(rt);
+	struct where first = {0};
+	uintptr_t a = run_where(rt, &first);
+	cr_assert_neq(a, 0);
+	/* One after another, none parking: all on the same stack. */
+	for (int i = 0; i < 20; i++) {
+		struct where w = {0};
+		uintptr_t b = run_where(rt, &w);
+		cr_assert_eq(b, a, "task %d ran at %#lx, the previous ones at %#lx", i,
+		             (unsigned long)b, (unsigned long)a);
+	}
+
+	/* A parked task keeps its stack: a task running meanwhile needs
+	   another one. */
+	struct where parked = {.wait = weft_oneshot_new(sizeof(uint64_t))};
+	weft_task *p = weft_spawn_on(rt, where_fn, &parked);
+	cr_assert_not_null(p);
+	uint64_t deadline = test_now_ns() + HANG_GUARD_NS;
+	while (!atomic_load(&parked.running)) {
+		cr_assert_lt(test_now_ns(), deadline, "the parking task never ran");
+		test_sleep_ms(1);
+	}
+	cr_assert_eq(parked.local, a, "the parking task did not get the pooled stack");
+	struct where other = {0};
+	uintptr_t c = run_where(rt, &other);
+	cr_assert_neq(c, a, "two live tasks ran on one stack");
+
+	/* Both stacks are in the pool once the parked task is done. */
+	uint64_t v = 1;
+	cr_assert_eq(weft_oneshot_send(parked.wait, &v), 0);
+	cr_assert_eq(weft_join(p, NULL), 0);
+	for (int i = 0; i < 5; i++) {
+		struct where w = {0};
+		uintptr_t d = run_where(rt, &w);
+		cr_assert(d == a || d == c, "task ran on a new stack (%#lx) with two pooled",
+		          (unsigned long)d);
+	}
+	cr_assert_eq(weft_runtime_shutdown(rt, -1), 0);
+	weft_runtime_free(rt);
+}
