@@ -69,7 +69,7 @@ static void complete(struct weft__thread *th, struct weft_task *t)
 	        &t->state, &prev, next, memory_order_acq_rel, memory_order_relaxed));
 	if (prev & WEFT__T_JOIN_WAITER)
 		weft__waker_wake(t->joiner);
-	if (t->registered)
+	if (atomic_load_explicit(&t->registered, memory_order_relaxed))
 		weft__registry_remove(&th->rt->reg, t);
 	struct weft__worker *w = th->worker;
 	atomic_store_explicit(&w->completed, w->completed + 1, memory_order_release);
@@ -138,6 +138,11 @@ void weft__task_switch_out(enum weft__switch_reason why)
 	struct weft__tls *tls = weft__tls();
 	struct weft_task *t = tls->task;
 	struct weft__thread *th = tls->thread;
+	if (!atomic_load_explicit(&t->registered, memory_order_relaxed)) {
+		atomic_store_explicit(&t->registered, true, memory_order_relaxed);
+		if (!weft__registry_insert(&t->rt->reg, t, th->index) && why == WEFT__SW_PARK)
+			return; /* shutdown swept past us: see it instead of sleeping */
+	}
 	struct weft_task *next = weft__next_runnable(th);
 	struct weft__fiber *to = next ? enter(th, next) : NULL;
 	if (!to) {

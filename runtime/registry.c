@@ -1,5 +1,5 @@
 /*
- * The registry of parked tasks; see registry.h.
+ * The registry of suspended tasks; see registry.h.
  *
  * Lifetime: a registered task is removed from its shard before the scheduler
  * drops the task's "alive" reference, so any task reached under a shard lock
@@ -91,7 +91,7 @@ size_t weft__registry_report(struct weft__registry *r, int fd)
 			uint64_t st = weft__task_state(t);
 			dprintf(fd, "weft:   task %llu '%s' spawned at %s:%d is %s\n",
 			        (unsigned long long)t->id, t->name ? t->name : "", t->file, t->line,
-			        (st & WEFT__T_SCHEDULED) ? "runnable" : "parked");
+			        (st & WEFT__T_SCHEDULED) ? "running or ready" : "parked");
 		}
 		pthread_mutex_unlock(&s->lock);
 	}

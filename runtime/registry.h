@@ -1,12 +1,13 @@
 /*
- * The registry of parked tasks: every task that has parked at least once sits
- * in one shard's list until it completes, so that shutdown can wake them all
- * and name the ones that never finish.
+ * The registry of suspended tasks: every task that has yielded or parked at
+ * least once sits in one shard's list until it completes, so that shutdown
+ * can wake the parked ones and name the ones that never finish.
  *
- * Registration is lazy -- at a task's first park, not at spawn -- because a
- * task that runs to completion without parking (most short tasks) needs no
- * waking: it sees the runtime's closed flag at its next wait. So the common
- * spawn-run-finish path takes no lock here at all.
+ * Registration is lazy -- at a task's first switch away, not at spawn --
+ * because a task that runs to completion in one go (most short tasks) needs
+ * no waking: it sees the runtime's closed flag at its next wait. So the common
+ * spawn-run-finish path takes no lock here at all. The price: shutdown's
+ * report can only count, not name, tasks that never started.
  *
  * Shutdown sweeps shard by shard under each shard's lock, marking it swept. A
  * task registering into a swept shard is told so and must not park that time

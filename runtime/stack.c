@@ -4,8 +4,10 @@
  * Guard regions. On kernels with MADV_GUARD_INSTALL (6.13+) a generous
  * 64 KiB guard is installed inside the stack's own mapping, which costs no
  * extra VMA: that is what lets 100,000+ parked tasks fit under the default
- * vm.max_map_count of 65530. Older kernels answer EINVAL and we fall back to
- * an mprotect()ed guard page, which splits the mapping in two VMAs (about
+ * vm.max_map_count of 65530. The first guard is checked to really fault
+ * (qemu-user accepts the advice and installs nothing). Older kernels answer
+ * EINVAL, and then, or when the check fails, we fall back to an mprotect()ed
+ * guard page, which splits the mapping in two VMAs (about
  * 32,000 live stacks then). The library is built with
  * -fstack-clash-protection so a large frame probes page by page and cannot
  * jump over the guard.
@@ -18,6 +20,7 @@
 #include "stack.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -47,16 +50,32 @@ static size_t round_up(size_t n, size_t to)
 	return (n + to - 1) / to * to;
 }
 
+/* Whether reading addr faults: the kernel copying a byte from it into a pipe
+   answers EFAULT. Used once, because some environments (qemu-user) accept
+   MADV_GUARD_INSTALL and install nothing. */
+static bool access_faults(const void *addr)
+{
+	int fds[2];
+	if (pipe2(fds, O_CLOEXEC) != 0)
+		return true; /* cannot tell: trust the kernel's answer */
+	bool faults = write(fds[1], addr, 1) < 0 && errno == EFAULT;
+	close(fds[0]);
+	close(fds[1]);
+	return faults;
+}
+
 static bool install_guard(char *map, size_t len)
 {
 	int mode = atomic_load_explicit(&guard_mode, memory_order_relaxed);
 	if (mode != GUARD_MPROTECT) {
-		if (madvise(map, len, MADV_GUARD_INSTALL) == 0) {
+		int rc = madvise(map, len, MADV_GUARD_INSTALL);
+		if (rc != 0 && errno != EINVAL)
+			return false; /* out of memory, not unsupported */
+		if (rc == 0 && (mode == GUARD_MADVISE || access_faults(map + len - 1))) {
 			atomic_store_explicit(&guard_mode, GUARD_MADVISE, memory_order_relaxed);
 			return true;
 		}
-		if (errno != EINVAL)
-			return false;
+		/* Unsupported (EINVAL), or accepted but not enforced. */
 		atomic_store_explicit(&guard_mode, GUARD_MPROTECT, memory_order_relaxed);
 	}
 	if (mprotect(map, len, PROT_NONE) == 0)

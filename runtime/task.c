@@ -101,7 +101,7 @@ weft_task *weft_spawn_at(weft_runtime *rt, weft_fn fn, void *arg, const weft_spa
 	t->pin_depth = t->pinned_spawn;
 	t->shield_depth = 0;
 	t->cancelled_at_return = false;
-	t->registered = false;
+	atomic_init(&t->registered, false);
 	t->pinned_to = NULL;
 	t->fn = fn;
 	t->arg = arg;

@@ -83,7 +83,7 @@ struct weft_task {
 	uint16_t shield_depth;
 	bool cancelled_at_return; /* CANCELLED as fn returned: join's answer */
 	bool pinned_spawn;        /* spawned with opts.pinned: pin_depth starts at 1 */
-	bool registered;          /* in the registry (it has parked at least once) */
+	_Atomic bool registered;  /* in the registry: it has yielded or parked */
 	struct weft__thread *pinned_to;
 
 	weft_fn fn;

@@ -59,13 +59,6 @@ void weft__waker_drop(struct weft__waker w)
 
 void weft__task_park(void)
 {
-	struct weft__tls *tls = weft__tls();
-	struct weft_task *t = tls->task;
-	if (!t->registered) {
-		t->registered = true;
-		if (!weft__registry_insert(&t->rt->reg, t, tls->thread->index))
-			return; /* shutdown swept past us: see it instead of sleeping */
-	}
 	weft__task_switch_out(WEFT__SW_PARK);
 }
 
