@@ -96,7 +96,7 @@ void weft__finish_pending(struct weft__thread *th)
 	case WEFT__PEND_NONE:
 		return;
 	case WEFT__PEND_YIELD:
-		weft__requeue(th, th->pend_task);
+		weft__requeue_yielded(th, th->pend_task);
 		break;
 	case WEFT__PEND_PARK:
 		park_commit(th, th->pend_task);
@@ -143,6 +143,8 @@ void weft__task_switch_out(enum weft__switch_reason why)
 		if (!weft__registry_insert(&t->rt->reg, t, th->index) && why == WEFT__SW_PARK)
 			return; /* shutdown swept past us: see it instead of sleeping */
 	}
+	if (why == WEFT__SW_YIELD)
+		weft__before_yield(th);
 	struct weft_task *next = weft__next_runnable(th);
 	struct weft__fiber *to = next ? enter(th, next) : NULL;
 	if (!to) {
@@ -170,6 +172,7 @@ static void run_function(struct weft_task *t)
 	struct weft__thread *th = tls->thread;
 	if (t->pin_depth && !t->pinned_to)
 		t->pinned_to = th; /* spawned pinned: bound where it first runs */
+	t->saved_errno = 0;
 	begin_running(tls, th, t);
 	t->result = t->fn(t->arg);
 	t->cancelled_at_return = weft__cancel_requested(t);

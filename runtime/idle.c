@@ -1,6 +1,7 @@
 /*
  * Idle coordination; the protocol and why no wake-up is lost are in idle.h.
  */
+#include "lock.h"
 #include "idle.h"
 
 #include <errno.h>
@@ -12,7 +13,7 @@
 int weft__idle_init(struct weft__idle *idle, unsigned nworkers)
 {
 	atomic_init(&idle->state, nworkers * UNPARKED_ONE);
-	pthread_mutex_init(&idle->lock, NULL);
+	weft__lock_init(&idle->lock);
 	idle->nworkers = nworkers;
 	idle->nsleepers = 0;
 	idle->sleepers = calloc(nworkers, sizeof *idle->sleepers);

@@ -6,6 +6,7 @@
  * check, or is woken by the pusher (the pusher notifies after its push, and
  * the idle protocol in idle.c re-checks the injector before sleeping).
  */
+#include "lock.h"
 #include "inject.h"
 
 #include "task.h"
@@ -13,7 +14,7 @@
 void weft__inject_init(struct weft__inject *q)
 {
 	atomic_init(&q->len, 0);
-	pthread_mutex_init(&q->lock, NULL);
+	weft__lock_init(&q->lock);
 	q->head = q->tail = NULL;
 }
 

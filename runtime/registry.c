@@ -5,6 +5,7 @@
  * drops the task's "alive" reference, so any task reached under a shard lock
  * is still allocated; cancelling it there is safe.
  */
+#include "lock.h"
 #include "registry.h"
 
 #include <errno.h>
@@ -23,7 +24,7 @@ int weft__registry_init(struct weft__registry *r, unsigned nshards)
 	if (!r->shards)
 		return -ENOMEM;
 	for (unsigned i = 0; i < n; i++) {
-		pthread_mutex_init(&r->shards[i].lock, NULL);
+		weft__lock_init(&r->shards[i].lock);
 		r->shards[i].head = NULL;
 		r->shards[i].swept = false;
 	}

@@ -19,6 +19,7 @@
 
 #include <weft/task.h>
 
+#include "lock.h"
 #include "rt.h"
 #include "task.h"
 #include "tls.h"
@@ -204,7 +205,7 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
 		th->worker = w;
 		th->index = i;
 		weft__parker_init(&th->parker);
-		pthread_mutex_init(&th->inbox_lock, NULL);
+		weft__lock_init(&th->inbox_lock);
 	}
 	if (start_threads(rt) < 0) {
 		free_runtime_memory(rt);

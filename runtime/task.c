@@ -96,7 +96,6 @@ weft_task *weft_spawn_at(weft_runtime *rt, weft_fn fn, void *arg, const weft_spa
 	t->rt = rt;
 	t->stack = NULL;
 	t->stack_size = stack_size;
-	t->saved_errno = 0;
 	t->pinned_spawn = opts && opts->pinned;
 	t->pin_depth = t->pinned_spawn;
 	t->shield_depth = 0;
@@ -178,6 +177,10 @@ static int wait_complete(weft_task *t, uint64_t *state)
 
 int weft_join(weft_task *t, void **result)
 {
+	/* The header's first line was last written by the worker that ran the
+	   task; fetch it for writing at once rather than shared and then again
+	   for the final read-modify-write. */
+	__builtin_prefetch(t, 1);
 	if (!handle_valid(t))
 		return -EINVAL;
 	if (t == weft__tls()->task)

@@ -68,15 +68,26 @@ struct weft__task_vtable {
 	void (*release)(struct weft_task *t);
 };
 
+/* Laid out by who touches what, because the header moves between the
+   spawner's, the runner's and the joiner's caches a line at a time: the first
+   line is what starting, finishing and joining a task read; the second the
+   rest of a task's bookkeeping; the third its saved context and what only
+   diagnostics read. */
 struct weft_task {
-	_Atomic uint64_t state;
-	struct weft_task *qnext; /* injector / inbox / batch link */
+	_Alignas(64) _Atomic uint64_t state;
+	uint64_t magic;
 	const struct weft__task_vtable *vt;
 	struct weft_runtime *rt;
-
-	struct weft__fiber fiber;
+	weft_fn fn;
+	void *arg;
+	void *result;
 	struct weft__stack *stack; /* NULL until the first run */
+
+	struct weft__waker joiner;
 	size_t stack_size;
+	struct weft__thread *pinned_to;
+	struct weft_task *qnext; /* injector / inbox / batch link */
+	uint64_t id;
 	int saved_errno;
 	int32_t budget;
 	uint16_t pin_depth;
@@ -84,20 +95,13 @@ struct weft_task {
 	bool cancelled_at_return; /* CANCELLED as fn returned: join's answer */
 	bool pinned_spawn;        /* spawned with opts.pinned: pin_depth starts at 1 */
 	_Atomic bool registered;  /* in the registry: it has yielded or parked */
-	struct weft__thread *pinned_to;
 
-	weft_fn fn;
-	void *arg;
-	void *result;
-	struct weft__waker joiner;
-
-	uint64_t id;
+	struct weft__fiber fiber;
 	const char *name;
 	const char *file;
 	int line;
 	unsigned reg_shard;
 	struct weft_task *reg_prev, *reg_next;
-	uint64_t magic;
 };
 
 static inline uint64_t weft__task_state(struct weft_task *t)

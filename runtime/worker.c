@@ -64,8 +64,7 @@ struct weft_task *weft__task_alloc(void)
 			return t;
 		}
 	}
-	return aligned_alloc(64,
-	                     sizeof(struct weft_task) + (64 - sizeof(struct weft_task) % 64) % 64);
+	return aligned_alloc(64, sizeof(struct weft_task));
 }
 
 void weft__task_free(struct weft_task *t)
@@ -197,6 +196,17 @@ void weft__requeue(struct weft__thread *th, struct weft_task *t)
 		schedule_local(th, t, WEFT__SCHED_YIELD);
 }
 
+void weft__requeue_yielded(struct weft__thread *th, struct weft_task *t)
+{
+	struct weft_runtime *rt = th->rt;
+	if (!t->pinned_to && weft__inject_len(&rt->inject) >= WEFT__LQ_CAP) {
+		weft__inject_push(&rt->inject, t);
+		weft__notify_one(rt);
+		return;
+	}
+	weft__requeue(th, t);
+}
+
 /* No stack could be mapped for the task's first run (memory or
    vm.max_map_count exhausted): put it back and let the worker breathe, so the
    task runs once memory is available again. */
@@ -232,12 +242,13 @@ static struct weft_task *take_injected(struct weft_runtime *rt, struct weft__wor
 	size_t len = weft__inject_len(&rt->inject);
 	if (len == 0)
 		return NULL;
+	/* A fair share, into the free room of the local queue less some
+	   headroom for the tasks the batch will spawn. */
 	size_t n = len / rt->nworkers + 1;
-	size_t room = weft__lq_free_slots(&w->lq) + run_first;
+	size_t room = weft__lq_free_slots(&w->lq);
+	room = (room > WEFT__INJECT_HEADROOM ? room - WEFT__INJECT_HEADROOM : 0) + run_first;
 	if (n > room)
 		n = room;
-	if (n > WEFT__LQ_CAP / 2)
-		n = WEFT__LQ_CAP / 2;
 	if (n == 0)
 		return NULL;
 	struct weft__batch b;
@@ -251,6 +262,11 @@ static struct weft_task *take_injected(struct weft_runtime *rt, struct weft__wor
 	if (b.n > 1)
 		weft__lq_push_batch(&w->lq, b.first->qnext, b.n - 1);
 	return b.first;
+}
+
+void weft__before_yield(struct weft__thread *th)
+{
+	take_injected(th->rt, th->worker, false);
 }
 
 struct weft_task *weft__next_runnable(struct weft__thread *th)

@@ -29,7 +29,8 @@ struct weft_task;
 #define WEFT__LIFO_MAX_RUNS 3    /* consecutive LIFO-slot runs before fairness */
 #define WEFT__TASK_CACHE_MAX 256 /* freed task headers kept per worker */
 #define WEFT__STACK_HIGH_WATER 128
-#define WEFT__REFILL_BELOW 16 /* top the local queue up from the injector below this */
+#define WEFT__REFILL_BELOW 16    /* top the local queue up from the injector below this */
+#define WEFT__INJECT_HEADROOM 32 /* local queue slots an injector batch leaves free */
 
 struct weft__worker {
 	struct weft__lqueue lq; /* stealable */
@@ -101,8 +102,18 @@ void weft__task_switch_out(enum weft__switch_reason why);
    inbox, local queue, injector); never steals or sleeps. */
 struct weft_task *weft__next_runnable(struct weft__thread *th);
 
-/* Queues a task that yielded, or was woken while it was parking. */
+/* Queues a task that was woken while it was parking. */
 void weft__requeue(struct weft__thread *th, struct weft_task *t);
+
+/* A yield goes behind every ready task, the injector's included. First a
+   batch moves from the injector into the local queue (weft__before_yield),
+   ahead of the yielder; then the yielder goes to the back of the local
+   queue -- or, when the injector still holds more than a local queue could
+   take, onto the injector itself, as Go's Gosched always does. Not always:
+   with many tasks yielding, every yield would then go through the
+   injector's lock. */
+void weft__before_yield(struct weft__thread *th);
+void weft__requeue_yielded(struct weft__thread *th, struct weft_task *t);
 
 /* Completes the switch that resumed us (fiber_task.c). */
 void weft__finish_pending(struct weft__thread *th);
