@@ -160,6 +160,7 @@ static weft_runtime *new_runtime(unsigned workers)
 	weft_config cfg;
 	weft_config_init(&cfg);
 	cfg.workers = workers;
+	cfg.spin_us = (unsigned)opt("spin_us", cfg.spin_us);
 	weft_runtime *rt = weft_runtime_new(&cfg);
 	if (!rt)
 		die("cannot start the runtime");

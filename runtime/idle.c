@@ -50,24 +50,12 @@ bool weft__idle_leave_search(struct weft__idle *idle)
 	return weft__idle_searching(prev) == 1;
 }
 
-static bool should_wake(uint32_t s, unsigned nworkers)
+int weft__idle_pick_sleeper_locked(struct weft__idle *idle)
 {
-	return weft__idle_searching(s) == 0 && weft__idle_unparked(s) < nworkers;
-}
-
-int weft__idle_pick_sleeper(struct weft__idle *idle, bool ordered)
-{
-	/* The ordered read is a read-modify-write: it and a sleeper's
-	   announcement are then totally ordered on this one word, and whichever
-	   comes second sees the other's side (our push, or its sleep). */
-	uint32_t s = ordered ? atomic_fetch_add_explicit(&idle->state, 0, memory_order_seq_cst)
-	                     : atomic_load_explicit(&idle->state, memory_order_relaxed);
-	if (!should_wake(s, idle->nworkers))
-		return -1;
 	pthread_mutex_lock(&idle->lock);
 	int idx = -1;
-	s = atomic_load_explicit(&idle->state, memory_order_seq_cst);
-	if (should_wake(s, idle->nworkers) && idle->nsleepers > 0) {
+	uint32_t s = atomic_load_explicit(&idle->state, memory_order_seq_cst);
+	if (weft__idle_should_wake(s, idle->nworkers) && idle->nsleepers > 0) {
 		atomic_fetch_add_explicit(&idle->state, UNPARKED_ONE + SEARCHING_ONE,
 		                          memory_order_seq_cst);
 		idx = (int)idle->sleepers[--idle->nsleepers];

@@ -44,10 +44,37 @@ bool weft__idle_try_search(struct weft__idle *idle);
 /* Stops searching; true if it was the last searcher (then wake another). */
 bool weft__idle_leave_search(struct weft__idle *idle);
 
+int weft__idle_pick_sleeper_locked(struct weft__idle *idle);
+
+static inline unsigned weft__idle_searching(uint32_t state)
+{
+	return state & 0xffff;
+}
+
+static inline unsigned weft__idle_unparked(uint32_t state)
+{
+	return state >> 16;
+}
+
+static inline bool weft__idle_should_wake(uint32_t s, unsigned nworkers)
+{
+	return weft__idle_searching(s) == 0 && weft__idle_unparked(s) < nworkers;
+}
+
 /* Picks a sleeper to wake for new work, counting it unparked and searching;
    -1 when nobody should be woken. ordered: the caller's push must be seen
-   by a worker that is going to sleep (see weft__notify_one). */
-int weft__idle_pick_sleeper(struct weft__idle *idle, bool ordered);
+   by a worker that is going to sleep (see weft__notify_one); the read is
+   then a read-modify-write, so that it and a sleeper's announcement are
+   totally ordered on this one word and whichever comes second sees the
+   other's side (our push, or its sleep). */
+static inline int weft__idle_pick_sleeper(struct weft__idle *idle, bool ordered)
+{
+	uint32_t s = ordered ? atomic_fetch_add_explicit(&idle->state, 0, memory_order_seq_cst)
+	                     : atomic_load_explicit(&idle->state, memory_order_relaxed);
+	if (!weft__idle_should_wake(s, idle->nworkers))
+		return -1;
+	return weft__idle_pick_sleeper_locked(idle);
+}
 
 /* Announces that worker idx goes to sleep; true if it was the last searcher
    (then re-check the queues before sleeping). */
@@ -61,15 +88,5 @@ bool weft__idle_from_sleeping(struct weft__idle *idle, unsigned idx, bool *searc
 /* Takes idx off the sleepers (counted unparked, not searching) so that a
    targeted wake-up is not undone; false if it was not sleeping. */
 bool weft__idle_take_sleeper(struct weft__idle *idle, unsigned idx);
-
-static inline unsigned weft__idle_searching(uint32_t state)
-{
-	return state & 0xffff;
-}
-
-static inline unsigned weft__idle_unparked(uint32_t state)
-{
-	return state >> 16;
-}
 
 #endif

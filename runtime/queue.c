@@ -60,7 +60,8 @@ static bool take_half(struct weft__lqueue *q, uint32_t real, struct weft_task *t
 	return true;
 }
 
-bool weft__lq_push(struct weft__lqueue *q, struct weft_task *t, struct weft__batch *overflow)
+bool weft__lq_push_overflow(struct weft__lqueue *q, struct weft_task *t,
+                            struct weft__batch *overflow)
 {
 	for (;;) {
 		uint64_t head = atomic_load_explicit(&q->head, memory_order_acquire);
@@ -93,24 +94,6 @@ void weft__lq_push_batch(struct weft__lqueue *q, struct weft_task *first, unsign
 		first = next;
 	}
 	atomic_store_explicit(&q->tail, tail + n, memory_order_release);
-}
-
-struct weft_task *weft__lq_pop(struct weft__lqueue *q)
-{
-	uint64_t head = atomic_load_explicit(&q->head, memory_order_acquire);
-	for (;;) {
-		uint32_t steal = weft__lq_steal_idx(head), real = weft__lq_real_idx(head);
-		uint32_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
-		if (real == tail)
-			return NULL;
-		/* With no thief active both indices move together; otherwise
-		   only real does and the thief moves steal up when done. */
-		uint64_t next = steal == real ? weft__lq_pack(real + 1, real + 1)
-		                              : weft__lq_pack(steal, real + 1);
-		if (atomic_compare_exchange_weak_explicit(
-		            &q->head, &head, next, memory_order_acq_rel, memory_order_acquire))
-			return slot_load(q, real);
-	}
 }
 
 /* Claims half of victim's tasks, copies them into dst's free slots starting

@@ -19,6 +19,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define WEFT__LQ_CAP 256u
@@ -55,22 +56,55 @@ static inline uint64_t weft__lq_pack(uint32_t steal, uint32_t real)
 
 void weft__lq_init(struct weft__lqueue *q);
 
-/* Owner only. Appends t. When the ring is full, half of it plus t are moved
-   into *overflow (which the caller hands to the injector) and true is
-   returned; otherwise false. */
-bool weft__lq_push(struct weft__lqueue *q, struct weft_task *t, struct weft__batch *overflow);
+/* The full-ring path of weft__lq_push (queue.c). */
+bool weft__lq_push_overflow(struct weft__lqueue *q, struct weft_task *t,
+                            struct weft__batch *overflow);
 
 /* Owner only. Appends the tasks of a batch taken from the injector; the
    caller guarantees they fit (weft__lq_free_slots). */
 void weft__lq_push_batch(struct weft__lqueue *q, struct weft_task *first, unsigned n);
 
-/* Owner only. Removes the oldest task, or returns NULL when empty. */
-struct weft_task *weft__lq_pop(struct weft__lqueue *q);
-
 /* Thief: moves half of victim's tasks into dst (the thief's own queue) and
    returns one of them to run now; NULL if there was nothing to take. */
 struct weft_task *weft__lq_steal(struct weft__lqueue *victim, struct weft__lqueue *dst,
                                  unsigned *stolen);
+
+/* Owner only. Appends t. When the ring is full, half of it plus t are moved
+   into *overflow (which the caller hands to the injector) and true is
+   returned; otherwise false. The owner stores the slot, then publishes it
+   with a release store of tail (a thief's acquire load of tail sees it). */
+static inline bool weft__lq_push(struct weft__lqueue *q, struct weft_task *t,
+                                 struct weft__batch *overflow)
+{
+	uint64_t head = atomic_load_explicit(&q->head, memory_order_acquire);
+	uint32_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
+	if (tail - weft__lq_steal_idx(head) < WEFT__LQ_CAP) {
+		atomic_store_explicit(&q->buf[tail & WEFT__LQ_MASK], t, memory_order_relaxed);
+		atomic_store_explicit(&q->tail, tail + 1, memory_order_release);
+		return false;
+	}
+	return weft__lq_push_overflow(q, t, overflow);
+}
+
+/* Owner only. Removes the oldest task, or returns NULL when empty. With no
+   thief active both indices move together; otherwise only real does and the
+   thief moves steal up when it is done. */
+static inline struct weft_task *weft__lq_pop(struct weft__lqueue *q)
+{
+	uint64_t head = atomic_load_explicit(&q->head, memory_order_acquire);
+	for (;;) {
+		uint32_t steal = weft__lq_steal_idx(head), real = weft__lq_real_idx(head);
+		uint32_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
+		if (real == tail)
+			return NULL;
+		uint64_t next = steal == real ? weft__lq_pack(real + 1, real + 1)
+		                              : weft__lq_pack(steal, real + 1);
+		if (atomic_compare_exchange_weak_explicit(
+		            &q->head, &head, next, memory_order_acq_rel, memory_order_acquire))
+			return atomic_load_explicit(&q->buf[real & WEFT__LQ_MASK],
+			                            memory_order_relaxed);
+	}
+}
 
 /* Number of queued tasks (a snapshot, exact only for the owner). */
 static inline unsigned weft__lq_len(struct weft__lqueue *q)

@@ -94,12 +94,17 @@ bool weft__cancel_requested(struct weft_task *t)
 	       atomic_load_explicit(&t->rt->closed, memory_order_acquire);
 }
 
+/* The check for a known current task t (the task pointer, unlike the
+   thread-locals, stays right across a switch). */
+static inline int check_task(struct weft_task *t)
+{
+	return t->shield_depth == 0 && weft__cancel_requested(t) ? -ECANCELED : 0;
+}
+
 int weft__wait_check(void)
 {
 	struct weft_task *t = weft__tls()->task;
-	if (t && t->shield_depth == 0 && weft__cancel_requested(t))
-		return -ECANCELED;
-	return 0;
+	return t ? check_task(t) : 0;
 }
 
 static void yield_now(struct weft_task *t)
@@ -113,12 +118,12 @@ int weft__wait_enter(void)
 	struct weft_task *t = weft__tls()->task;
 	if (!t)
 		return 0;
-	int rc = weft__wait_check();
+	int rc = check_task(t);
 	if (rc)
 		return rc;
 	if (--t->budget <= 0) {
 		yield_now(t);
-		return weft__wait_check();
+		return check_task(t);
 	}
 	return 0;
 }
@@ -133,7 +138,7 @@ int weft_yield(void)
 	/* Yields even when cancelled: a cancelled task spinning on yield must
 	   still let the others run. */
 	yield_now(t);
-	return weft__wait_check();
+	return check_task(t);
 }
 
 int weft_yield_maybe(void)
@@ -143,7 +148,7 @@ int weft_yield_maybe(void)
 		return 0;
 	if (--t->budget <= 0)
 		yield_now(t);
-	return weft__wait_check();
+	return check_task(t);
 }
 
 weft_task *weft_current(void)

@@ -136,10 +136,8 @@ static void inbox_push(struct weft__thread *target, struct weft_task *t)
 		weft__parker_unpark(&target->parker);
 }
 
-static struct weft_task *inbox_pop(struct weft__thread *th)
+static struct weft_task *inbox_pop_locked(struct weft__thread *th)
 {
-	if (atomic_load_explicit(&th->inbox_len, memory_order_acquire) == 0)
-		return NULL;
 	pthread_mutex_lock(&th->inbox_lock);
 	struct weft_task *t = th->inbox_head;
 	if (t) {
@@ -150,6 +148,13 @@ static struct weft_task *inbox_pop(struct weft__thread *th)
 	}
 	pthread_mutex_unlock(&th->inbox_lock);
 	return t;
+}
+
+static inline struct weft_task *inbox_pop(struct weft__thread *th)
+{
+	if (atomic_load_explicit(&th->inbox_len, memory_order_acquire) == 0)
+		return NULL;
+	return inbox_pop_locked(th);
 }
 
 static void push_back(struct weft_runtime *rt, struct weft__worker *w, struct weft_task *t)
