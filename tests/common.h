@@ -5,10 +5,14 @@
 #ifndef WEFT_TESTS_COMMON_H
 #define WEFT_TESTS_COMMON_H
 
+#include <errno.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <weft.h>
 
@@ -50,6 +54,40 @@ static inline void test_wait_flag(_Atomic int *flag)
 {
 	while (!atomic_load(flag))
 		weft_yield();
+}
+
+/* Runs fn in a forked child whose stderr is captured into buf (at most cap - 1
+   bytes, NUL-terminated); the child exits with fn's return value. Returns
+   the child's wait status, or -1 when it could not be started. For death
+   tests: a crash or abort in the child is what is being checked. */
+static inline int test_run_in_child(int (*fn)(void), char *buf, size_t cap)
+{
+	int fds[2];
+	if (pipe(fds) != 0)
+		return -1;
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		close(fds[0]);
+		dup2(fds[1], STDERR_FILENO);
+		close(fds[1]);
+		_exit(fn());
+	}
+	close(fds[1]);
+	size_t len = 0;
+	while (len < cap - 1) {
+		ssize_t r = read(fds[0], buf + len, cap - 1 - len);
+		if (r > 0)
+			len += (size_t)r;
+		else if (r == 0 || errno != EINTR)
+			break;
+	}
+	buf[len] = '\0';
+	close(fds[0]);
+	int status;
+	return waitpid(pid, &status, 0) == pid ? status : -1;
 }
 
 #endif

@@ -44,36 +44,6 @@ static unsigned cpus(void)
 	return (unsigned)CPU_COUNT(&set);
 }
 
-/* Runs fn in a forked child with its stderr captured in buf; returns the
-   child's wait status. */
-static int run_in_child(int (*fn)(void), char *buf, size_t cap)
-{
-	int fds[2];
-	cr_assert_eq(pipe(fds), 0);
-	fflush(NULL);
-	pid_t pid = fork();
-	cr_assert_neq(pid, -1);
-	if (pid == 0) {
-		close(fds[0]);
-		dup2(fds[1], STDERR_FILENO);
-		_exit(fn());
-	}
-	close(fds[1]);
-	size_t len = 0;
-	while (len < cap - 1) {
-		ssize_t r = read(fds[0], buf + len, cap - 1 - len);
-		if (r > 0)
-			len += (size_t)r;
-		else if (r == 0 || errno != EINTR)
-			break;
-	}
-	buf[len] = '\0';
-	close(fds[0]);
-	int status;
-	cr_assert_eq(waitpid(pid, &status, 0), pid);
-	return status;
-}
-
 /* ----------------------------------------------------------------- config */
 
 Test(runtime, config_init_gives_the_documented_defaults)
@@ -433,7 +403,7 @@ static int shutdown_times_out_spinning(void)
 static void check_timeout_child(int (*fn)(void), const char *const *needles)
 {
 	char buf[8192];
-	int status = run_in_child(fn, buf, sizeof buf);
+	int status = test_run_in_child(fn, buf, sizeof buf);
 	cr_assert(WIFEXITED(status), "child died (status 0x%x); stderr: %s", status, buf);
 	cr_assert_eq(WEXITSTATUS(status), 0, "shutdown did not return -ETIMEDOUT twice; stderr: %s",
 	             buf);

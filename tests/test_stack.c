@@ -53,52 +53,27 @@ static void *overflow_task(void *arg)
 
 /* Child: runs the overflowing task; it must never get past the join. It
    first tells the parent the line of the spawn (the report must name it). */
-static __attribute__((noreturn)) void overflow_child(int errfd)
+static int overflow_child(void)
 {
-	dup2(errfd, STDERR_FILENO);
-	close(errfd);
 	alarm(60); /* hang guard: SIGALRM fails the test */
 	weft_runtime *rt = test_runtime(1);
 	if (!rt)
-		_exit(10);
+		return 10;
 	weft_spawn_opts opts = {.name = OVERFLOW_TASK_NAME};
 	int line = __LINE__ + 2; /* keep next to the spawn */
 	dprintf(STDERR_FILENO, "spawn line: %d\n", line);
 	weft_task *t = weft_spawn_ex(rt, overflow_task, NULL, &opts);
 	if (!t)
-		_exit(11);
+		return 11;
 	weft_join(t, NULL);
-	_exit(12); /* the overflow went unnoticed */
+	return 12; /* the overflow went unnoticed */
 }
 
 Test(stack, overflow_is_caught_and_names_the_task, .timeout = 300)
 {
-	int fds[2];
-	cr_assert_eq(pipe(fds), 0);
-	fflush(NULL);
-	pid_t pid = fork();
-	cr_assert_neq(pid, -1);
-	if (pid == 0) {
-		close(fds[0]);
-		overflow_child(fds[1]);
-	}
-	close(fds[1]);
 	char buf[8192];
-	size_t len = 0;
-	for (;;) {
-		ssize_t n = read(fds[0], buf + len, sizeof buf - 1 - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		len += (size_t)n;
-		if (len == sizeof buf - 1)
-			break;
-	}
-	buf[len] = '\0';
-	close(fds[0]);
-	int status;
-	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	int status = test_run_in_child(overflow_child, buf, sizeof buf);
+	cr_assert_neq(status, -1, "cannot run the child");
 	cr_log_info("child's stderr: %s", buf);
 
 	cr_assert(!WIFEXITED(status),

@@ -101,42 +101,11 @@ static intptr_t block_on_new(unsigned workers, weft_fn fn, void *arg)
 	return (intptr_t)res;
 }
 
-/* Runs fn in a forked child with its stderr captured in buf; returns the
-   child's wait status. */
-static int run_in_child(void (*fn)(void), char *buf, size_t cap)
-{
-	int fds[2];
-	cr_assert_eq(pipe(fds), 0);
-	fflush(NULL);
-	pid_t pid = fork();
-	cr_assert_neq(pid, -1);
-	if (pid == 0) {
-		close(fds[0]);
-		dup2(fds[1], STDERR_FILENO);
-		fn();
-		_exit(0);
-	}
-	close(fds[1]);
-	size_t len = 0;
-	while (len < cap - 1) {
-		ssize_t r = read(fds[0], buf + len, cap - 1 - len);
-		if (r > 0)
-			len += (size_t)r;
-		else if (r == 0 || errno != EINTR)
-			break;
-	}
-	buf[len] = '\0';
-	close(fds[0]);
-	int status;
-	cr_assert_eq(waitpid(pid, &status, 0), pid);
-	return status;
-}
-
 /* Checks that fn, run in a child, died of SIGABRT after writing needle. */
-static void expect_abort(void (*fn)(void), const char *needle)
+static void expect_abort(int (*fn)(void), const char *needle)
 {
 	char buf[4096];
-	int status = run_in_child(fn, buf, sizeof buf);
+	int status = test_run_in_child(fn, buf, sizeof buf);
 	cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
 	          "child did not die of SIGABRT (status 0x%x); stderr: %s", status, buf);
 	cr_assert_not_null(strstr(buf, needle), "stderr lacks \"%s\": %s", needle, buf);
@@ -597,9 +566,10 @@ static void *pop_shield(void *arg)
 	return NULL;
 }
 
-static void shield_pop_without_push(void)
+static int shield_pop_without_push(void)
 {
 	run_one_worker(pop_shield);
+	return 0;
 }
 
 Test(task, shield_pop_without_push_aborts)
@@ -614,9 +584,10 @@ static void *return_in_shield(void *arg)
 	return NULL;
 }
 
-static void return_with_shield_open(void)
+static int return_with_shield_open(void)
 {
 	run_one_worker(return_in_shield);
+	return 0;
 }
 
 Test(task, returning_with_a_shield_open_aborts)
@@ -631,9 +602,10 @@ static void *return_pinned(void *arg)
 	return NULL;
 }
 
-static void return_with_pin_open(void)
+static int return_with_pin_open(void)
 {
 	run_one_worker(return_pinned);
+	return 0;
 }
 
 Test(task, returning_with_a_pin_open_aborts)
@@ -648,9 +620,10 @@ static void *pop_pin(void *arg)
 	return NULL;
 }
 
-static void pin_pop_without_push(void)
+static int pin_pop_without_push(void)
 {
 	run_one_worker(pop_pin);
+	return 0;
 }
 
 Test(task, pin_pop_without_push_aborts)
@@ -666,9 +639,10 @@ static void *spawn_pinned_popper(void *arg)
 	return NULL;
 }
 
-static void pinned_spawn_pops_its_pin(void)
+static int pinned_spawn_pops_its_pin(void)
 {
 	run_one_worker(spawn_pinned_popper);
+	return 0;
 }
 
 Test(task, pinned_spawn_cannot_pop_its_own_pin)
@@ -1004,9 +978,10 @@ static void *detach_twice(void *arg)
 	return NULL;
 }
 
-static void detach_twice_in_child(void)
+static int detach_twice_in_child(void)
 {
 	run_one_worker(detach_twice);
+	return 0;
 }
 
 Test(task, detach_of_a_detached_live_task_aborts)
