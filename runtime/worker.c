@@ -1,12 +1,13 @@
 /*
- * The worker loop: where tasks run, yield, park and finish.
+ * The worker loop: where runnable tasks come from and where they go.
  *
- * Each worker thread loops:
+ * Each worker thread loops on its scheduler context (the thread's own stack):
  *
- *   next_task:  every global_queue_interval (61) ticks the pinned inbox and the
+ *   next task:  every global_queue_interval (61) ticks the pinned inbox and the
  *               injector first (so two tasks that keep waking each other cannot
  *               starve them); then the LIFO slot (at most 3 runs in a row),
- *               the pinned inbox, the local queue, a batch from the injector.
+ *               the pinned inbox, the local queue (topped up from the injector
+ *               when short), a batch from the injector.
  *   search:     if allowed to search (at most half the workers do), steal half
  *               of a random victim's queue, or take from the injector; keep
  *               looking for spin_us before giving up, because waking a
@@ -14,24 +15,22 @@
  *               ~15 ns for a fiber switch.
  *   sleep:      announce it (idle.c), re-check, park on the thread's futex.
  *
- * Running a task switches from the scheduler's context (the thread's own
- * stack) into the task's fiber; the task switches back with a reason. The
- * bookkeeping of that reason -- re-queueing a yield, committing a park,
- * finishing a task -- happens here, on the scheduler's stack, after the
- * task's context is completely saved. That is what makes it safe for another
- * worker to pick the task up the moment it is queued: no task is ever queued
- * while its stack is still in use.
+ * Tasks mostly switch among themselves without coming back here
+ * (fiber_task.c): a task that yields, parks or finishes picks the worker's
+ * next task itself (weft__next_runnable), and only when there is none does
+ * it return to this loop to search and sleep.
  *
  * Where a runnable task goes (weft__task_schedule):
  *   pinned to a thread     -> that thread's inbox (never stolen)
  *   on a worker of its rt  -> woken/spawned: the LIFO slot (the displaced
- *                             occupant goes to the queue); yielded: the queue
+ *                             occupant goes to the queue); yielded: behind a
+ *                             batch from the injector, or onto the injector
+ *                             when it is long (weft__requeue_yielded)
  *   anywhere else          -> the injector
  * and a push to a stealable place wakes a sleeping worker when nobody is
  * searching (idle.h explains why that loses no wake-up).
  */
 #include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
