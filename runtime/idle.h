@@ -14,9 +14,7 @@
  *    wake is then found by this re-check, so no wake-up is lost. The pusher
  *    publishes its task before reading state and the sleeper publishes state
  *    before re-reading the queues (both seq_cst), so at least one of the two
- *    sees the other. The pusher's read of state is a read-modify-write for
- *    that (a fence would do on hardware, but ThreadSanitizer cannot see
- *    fences), so both sides synchronize through this one word.
+ *    sees the other (weft__idle_state_after_push).
  */
 #ifndef WEFT_RUNTIME_IDLE_H
 #define WEFT_RUNTIME_IDLE_H
@@ -25,6 +23,8 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "sanitize.h"
 
 struct weft__idle {
 	_Alignas(64) _Atomic uint32_t state;
@@ -61,15 +61,27 @@ static inline bool weft__idle_should_wake(uint32_t s, unsigned nworkers)
 	return weft__idle_searching(s) == 0 && weft__idle_unparked(s) < nworkers;
 }
 
+/* The state, read after the caller's push with a full barrier between them
+   (the store-load order the protocol needs, see the top of this file). A
+   fence keeps this word's cache line shared among the cores; under
+   ThreadSanitizer, which does not model fences, a read-modify-write of the
+   word does the same job where TSan can see it. */
+static inline uint32_t weft__idle_state_after_push(struct weft__idle *idle)
+{
+#ifdef WEFT__TSAN
+	return atomic_fetch_add_explicit(&idle->state, 0, memory_order_seq_cst);
+#else
+	atomic_thread_fence(memory_order_seq_cst);
+	return atomic_load_explicit(&idle->state, memory_order_seq_cst);
+#endif
+}
+
 /* Picks a sleeper to wake for new work, counting it unparked and searching;
    -1 when nobody should be woken. ordered: the caller's push must be seen
-   by a worker that is going to sleep (see weft__notify_one); the read is
-   then a read-modify-write, so that it and a sleeper's announcement are
-   totally ordered on this one word and whichever comes second sees the
-   other's side (our push, or its sleep). */
+   by a worker that is going to sleep (see weft__notify_one). */
 static inline int weft__idle_pick_sleeper(struct weft__idle *idle, bool ordered)
 {
-	uint32_t s = ordered ? atomic_fetch_add_explicit(&idle->state, 0, memory_order_seq_cst)
+	uint32_t s = ordered ? weft__idle_state_after_push(idle)
 	                     : atomic_load_explicit(&idle->state, memory_order_relaxed);
 	if (!weft__idle_should_wake(s, idle->nworkers))
 		return -1;

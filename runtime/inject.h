@@ -12,7 +12,9 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "queue.h"
 
@@ -20,12 +22,22 @@ struct weft__inject {
 	_Alignas(64) _Atomic size_t len;
 	pthread_mutex_t lock;
 	struct weft_task *head, *tail;
+	bool closed;              /* no more spawns (shutdown) */
+	_Atomic uint64_t spawned; /* tasks spawned through here: counted under
+	                             the lock, read by shutdown */
 };
 
 void weft__inject_init(struct weft__inject *q);
 void weft__inject_destroy(struct weft__inject *q);
 void weft__inject_push(struct weft__inject *q, struct weft_task *t);
 void weft__inject_push_batch(struct weft__inject *q, const struct weft__batch *b);
+
+/* Pushes a task spawned outside the workers and counts it, unless the
+   injector is closed: -ESHUTDOWN. Checking and counting under the lock that
+   weft__inject_close takes means a spawn either is counted before shutdown
+   looks, or is refused. */
+int weft__inject_push_spawn(struct weft__inject *q, struct weft_task *t);
+void weft__inject_close(struct weft__inject *q);
 
 /* Removes up to max tasks (max >= 1) as a linked batch; b->n == 0 when empty. */
 void weft__inject_pop_batch(struct weft__inject *q, unsigned max, struct weft__batch *b);

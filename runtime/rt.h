@@ -29,10 +29,9 @@ struct weft_runtime {
 	_Atomic bool closed;   /* shutdown began: no spawns, every wait cancelled */
 	_Atomic bool stopping; /* workers exit once idle */
 
-	/* Written by spawns from outside the workers: a line of their own, away
-	   from `closed`, which every wait reads. */
-	_Alignas(64) _Atomic uint64_t ext_spawned;
-	_Atomic uint64_t next_id; /* task ids; workers take them in blocks */
+	/* Task ids: workers take them in blocks. A line of its own, away from
+	   `closed`, which every wait reads. */
+	_Alignas(64) _Atomic uint64_t next_id;
 
 	pthread_mutex_t shutdown_lock;
 	bool shutdown_done;

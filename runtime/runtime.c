@@ -250,7 +250,7 @@ static uint64_t tasks_alive(struct weft_runtime *rt)
 		done += atomic_load_explicit(&rt->workers[i].completed, memory_order_acquire);
 	for (unsigned i = 0; i < rt->nworkers; i++)
 		spawned += atomic_load_explicit(&rt->workers[i].spawned, memory_order_acquire);
-	spawned += atomic_load_explicit(&rt->ext_spawned, memory_order_acquire);
+	spawned += atomic_load_explicit(&rt->inject.spawned, memory_order_acquire);
 	return spawned - done;
 }
 
@@ -301,6 +301,7 @@ int weft_runtime_shutdown(weft_runtime *rt, int64_t grace_ms)
 	/* From here every wait fails with -ECANCELED (wait.c); parked tasks
 	   are woken to see it. */
 	atomic_store_explicit(&rt->closed, true, memory_order_seq_cst);
+	weft__inject_close(&rt->inject);
 	weft__registry_sweep(&rt->reg);
 	int result = 0;
 	if (!drain_tasks(rt, grace)) {

@@ -52,23 +52,13 @@ void weft__task_wake(struct weft_task *t)
 		weft__task_schedule(t, WEFT__SCHED_WAKE);
 }
 
-/* Counts the spawn (before the task can run, so that shutdown never sees
-   more completions than spawns) and returns its id. */
-static uint64_t count_spawn(weft_runtime *rt, struct weft__thread *th)
+/* Counts a spawn made on a worker (before the task can run, so that shutdown
+   never sees more completions than spawns) and returns its id. */
+static uint64_t count_local_spawn(weft_runtime *rt, struct weft__thread *th)
 {
-	if (!th || th->rt != rt) {
-		atomic_fetch_add_explicit(&rt->ext_spawned, 1, memory_order_release);
-		return atomic_fetch_add_explicit(&rt->next_id, 1, memory_order_relaxed) + 1;
-	}
 	struct weft__worker *w = th->worker;
 	atomic_store_explicit(&w->spawned, w->spawned + 1, memory_order_release);
-	if (w->id_next == w->id_end) {
-		w->id_next = atomic_fetch_add_explicit(&rt->next_id, WEFT__ID_BLOCK,
-		                                       memory_order_relaxed) +
-		             1;
-		w->id_end = w->id_next + WEFT__ID_BLOCK;
-	}
-	return w->id_next++;
+	return weft__next_task_id(rt, w);
 }
 
 weft_task *weft_spawn_at(weft_runtime *rt, weft_fn fn, void *arg, const weft_spawn_opts *opts,
@@ -109,8 +99,20 @@ weft_task *weft_spawn_at(weft_runtime *rt, weft_fn fn, void *arg, const weft_spa
 	t->file = file ? file : "?";
 	t->line = line;
 	t->magic = WEFT__TASK_MAGIC;
-	t->id = count_spawn(rt, tls->thread);
-	weft__task_schedule(t, WEFT__SCHED_WAKE);
+	struct weft__thread *th = tls->thread;
+	if (th && th->rt == rt) {
+		t->id = count_local_spawn(rt, th);
+		weft__task_schedule(t, WEFT__SCHED_WAKE);
+		return t;
+	}
+	/* From outside the workers: counted (and refused once shut down)
+	   under the injector's lock; the id is given when the task first runs. */
+	t->id = 0;
+	if (weft__inject_push_spawn(&rt->inject, t) < 0) {
+		weft__task_free(t);
+		return NULL;
+	}
+	weft__notify_one(rt);
 	return t;
 }
 

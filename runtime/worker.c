@@ -66,6 +66,17 @@ struct weft_task *weft__task_alloc(void)
 	return aligned_alloc(64, sizeof(struct weft_task));
 }
 
+uint64_t weft__next_task_id(struct weft_runtime *rt, struct weft__worker *w)
+{
+	if (w->id_next == w->id_end) {
+		w->id_next = atomic_fetch_add_explicit(&rt->next_id, WEFT__ID_BLOCK,
+		                                       memory_order_relaxed) +
+		             1;
+		w->id_end = w->id_next + WEFT__ID_BLOCK;
+	}
+	return w->id_next++;
+}
+
 void weft__task_free(struct weft_task *t)
 {
 	t->magic = 0;

@@ -45,7 +45,7 @@ struct weft__worker {
 	unsigned task_cache_n;
 	uint64_t id_next, id_end; /* block of task ids for local spawns */
 	/* Owner-written counters, read by shutdown and metrics. Tasks alive =
-	   outside spawns + sum(spawned) - sum(completed). */
+	   injector spawns + sum(spawned) - sum(completed). */
 	_Atomic uint64_t spawned, completed, steals, stolen_tasks, parks;
 };
 
@@ -129,6 +129,9 @@ void weft__notify_one(struct weft_runtime *rt);
 
 /* Wakes every worker (shutdown). */
 void weft__wake_all(struct weft_runtime *rt);
+
+/* The next task id from the worker's block (blocks come from rt->next_id). */
+uint64_t weft__next_task_id(struct weft_runtime *rt, struct weft__worker *w);
 
 /* Task header allocation with the per-worker cache. */
 struct weft_task *weft__task_alloc(void);
