@@ -21,8 +21,8 @@
 #include "tls.h"
 #include "worker.h"
 
-/* A plain thread's wait word: it spins a while in WAITING, then announces
-   SLEEPING and sleeps on the futex; the waker sets WOKEN. Spinning first
+/* A plain thread's wait word: it polls a while in WAITING, then announces
+   SLEEPING and sleeps on the futex; the waker sets WOKEN. Polling first
    saves both sides the ~6 us sleep/wake round trip when the wait is short. */
 enum { WORD_WAITING, WORD_WOKEN, WORD_SLEEPING };
 #define THREAD_SPIN_NS 20000
@@ -68,19 +68,17 @@ void weft__block(_Atomic uint32_t *word)
 		weft__task_park();
 		return;
 	}
-	uint64_t until = 0;
-	for (unsigned i = 0;; i++) {
-		if (atomic_load_explicit(word, memory_order_acquire) == WORD_WOKEN)
-			return;
-		weft__cpu_relax();
-		if (i % 64 == 0) {
-			uint64_t now = weft__mono_ns();
-			if (!until)
-				until = now + THREAD_SPIN_NS;
-			else if (now >= until)
-				break;
-		}
+	/* Spin with sched_yield rather than pause: a thread waiting on the
+	   runtime from outside must not hold a core that a worker -- the one
+	   that will finish what we wait for -- needs. */
+	uint64_t until = weft__mono_ns() + THREAD_SPIN_NS;
+	while (atomic_load_explicit(word, memory_order_acquire) != WORD_WOKEN) {
+		if (weft__mono_ns() >= until)
+			break;
+		sched_yield();
 	}
+	if (atomic_load_explicit(word, memory_order_acquire) == WORD_WOKEN)
+		return;
 	uint32_t w = WORD_WAITING;
 	if (atomic_compare_exchange_strong_explicit(word, &w, WORD_SLEEPING, memory_order_acq_rel,
 	                                            memory_order_acquire))
