@@ -20,5 +20,6 @@
 #include <weft/runtime.h>
 #include <weft/task.h>
 #include <weft/sync.h>
+#include <weft/time.h>
 
 #endif

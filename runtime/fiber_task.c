@@ -182,6 +182,8 @@ static void run_function(struct weft_task *t)
 		misuse_abort(t, "a shield scope (weft_shield_push)");
 	if (t->pin_depth != (t->pinned_spawn ? 1 : 0))
 		misuse_abort(t, "a pin scope (weft_pin_push)");
+	if (t->scope)
+		misuse_abort(t, "a deadline scope (weft_deadline_push)");
 }
 
 /* Whether a task that has never run can start on stack s. */

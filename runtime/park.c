@@ -33,6 +33,23 @@ void weft__parker_park(struct weft__parker *p)
 	}
 }
 
+void weft__parker_park_timeout(struct weft__parker *p, uint64_t timeout_ns)
+{
+	if (timeout_ns == UINT64_MAX) {
+		weft__parker_park(p);
+		return;
+	}
+	uint32_t s = EMPTY;
+	if (atomic_compare_exchange_strong_explicit(&p->state, &s, PARKED, memory_order_acq_rel,
+	                                            memory_order_acquire)) {
+		struct timespec ts = {(time_t)(timeout_ns / 1000000000ull),
+		                      (long)(timeout_ns % 1000000000ull)};
+		weft__futex_wait(&p->state, PARKED, &ts);
+	}
+	/* Woken, timed out, or an unpark was pending: consume it either way. */
+	atomic_store_explicit(&p->state, EMPTY, memory_order_release);
+}
+
 void weft__parker_unpark(struct weft__parker *p)
 {
 	if (atomic_exchange_explicit(&p->state, NOTIFIED, memory_order_acq_rel) == PARKED)

@@ -15,6 +15,9 @@ struct weft__parker {
 
 void weft__parker_init(struct weft__parker *p);
 void weft__parker_park(struct weft__parker *p);
+
+/* Parks for at most timeout_ns (UINT64_MAX: no limit); may return early. */
+void weft__parker_park_timeout(struct weft__parker *p, uint64_t timeout_ns);
 void weft__parker_unpark(struct weft__parker *p);
 
 #endif

@@ -21,6 +21,7 @@ struct weft_runtime {
 	weft_config cfg;
 	unsigned nworkers;
 	uint64_t spin_ns;
+	uint64_t time_base_ns; /* tick 0 of the workers' timer wheels */
 	struct weft__worker *workers;
 	struct weft__thread *threads;
 	struct weft__inject inject;

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <weft/task.h>
+#include <weft/time.h>
 
 #include "lock.h"
 #include "rt.h"
@@ -113,8 +114,10 @@ static int resolve_config(const weft_config *in, weft_config *out)
 static void free_runtime_memory(struct weft_runtime *rt)
 {
 	if (rt->workers) {
-		for (unsigned i = 0; i < rt->nworkers; i++)
+		for (unsigned i = 0; i < rt->nworkers; i++) {
 			weft__worker_drain(&rt->workers[i]);
+			weft__timers_destroy(&rt->workers[i].timers);
+		}
 	}
 	if (rt->threads) {
 		for (unsigned i = 0; i < rt->nworkers; i++)
@@ -176,6 +179,7 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
 	rt->cfg = c;
 	rt->nworkers = c.workers;
 	rt->spin_ns = c.spin_us == WEFT_DISABLED ? 0 : (uint64_t)c.spin_us * 1000;
+	rt->time_base_ns = weft_now_ns();
 	pthread_mutex_init(&rt->shutdown_lock, NULL);
 	weft__inject_init(&rt->inject);
 	rt->workers = aligned_alloc(64, sizeof(struct weft__worker) * c.workers);
@@ -198,6 +202,7 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
 		w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
 		w->gq_countdown = c.global_queue_interval;
 		weft__stack_pool_init(&w->stacks, c.stack_size, WEFT__STACK_HIGH_WATER);
+		weft__timers_init(&w->timers, rt->time_base_ns);
 
 		struct weft__thread *th = &rt->threads[i];
 		memset(th, 0, sizeof *th);

@@ -95,6 +95,7 @@ weft_task *weft_spawn_at(weft_runtime *rt, weft_fn fn, void *arg, const weft_spa
 	t->fn = fn;
 	t->arg = arg;
 	t->result = NULL;
+	t->scope = NULL;
 	t->name = opts ? opts->name : NULL;
 	t->file = file ? file : "?";
 	t->line = line;
@@ -173,6 +174,7 @@ static int wait_complete(weft_task *t, uint64_t *state)
 			break; /* completed meanwhile: the join took effect */
 		}
 	}
+	weft__waker_settle(t->joiner); /* the completer is done with our word */
 	*state = s;
 	return 0;
 }

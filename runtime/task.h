@@ -38,6 +38,7 @@
 #include <stdint.h>
 
 #include <weft/task.h>
+#include <weft/time.h>
 
 #include "fiber.h"
 
@@ -97,6 +98,7 @@ struct weft_task {
 	_Atomic bool registered;  /* in the registry: it has yielded or parked */
 
 	struct weft__fiber fiber;
+	struct weft_deadline *scope; /* innermost deadline scope, or NULL */
 	const char *name;
 	const char *file;
 	int line;

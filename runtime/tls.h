@@ -15,11 +15,13 @@
 struct weft_runtime;
 struct weft_task;
 struct weft__thread;
+struct weft_deadline;
 
 struct weft__tls {
 	struct weft__thread *thread; /* the worker thread, or NULL */
 	struct weft_task *task;      /* the running task, or NULL */
 	struct weft_runtime *rt;     /* the runtime this thread serves, or NULL */
+	struct weft_deadline *scope; /* a plain thread's innermost deadline scope */
 };
 
 #if defined(__has_attribute)

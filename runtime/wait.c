@@ -16,6 +16,7 @@
 #include <stdlib.h>
 
 #include "futex.h"
+#include "../timer/timer.h"
 #include "spin.h"
 #include "rt.h"
 #include "tls.h"
@@ -62,28 +63,79 @@ void weft__task_park(void)
 	weft__task_switch_out(WEFT__SW_PARK);
 }
 
-void weft__block(_Atomic uint32_t *word)
+/* A task parks, with a timer at the deadline in force if there is one. */
+static void block_task(struct weft__tls *tls, struct weft_task *t)
 {
-	if (weft__tls()->task) {
+	uint64_t dl = weft__deadline_in_force(t->scope, t->shield_depth);
+	if (dl == UINT64_MAX) {
 		weft__task_park();
 		return;
 	}
-	/* Spin with sched_yield rather than pause: a thread waiting on the
-	   runtime from outside must not hold a core that a worker -- the one
-	   that will finish what we wait for -- needs. */
-	uint64_t until = weft__mono_ns() + THREAD_SPIN_NS;
-	while (atomic_load_explicit(word, memory_order_acquire) != WORD_WOKEN) {
-		if (weft__mono_ns() >= until)
-			break;
-		sched_yield();
+	struct weft__timer tm;
+	atomic_init(&tm.state, WEFT__TIMER_IDLE);
+	struct weft__waker self = weft__waker_self(NULL);
+	if (!weft__timer_arm(&tls->thread->worker->timers, &tm, dl, self)) {
+		weft__waker_drop(self);
+		return; /* already past: the caller's check reports it */
 	}
-	if (atomic_load_explicit(word, memory_order_acquire) == WORD_WOKEN)
+	weft__task_park();
+	weft__timer_cancel(&tm);
+}
+
+/* A plain thread polls its word for a while -- with sched_yield rather than
+   pause: a thread waiting on the runtime from outside must not hold a core
+   that a worker, the one that will finish what it waits for, needs -- then
+   sleeps on it until woken or until its scope's deadline. */
+static void block_thread(struct weft__tls *tls, _Atomic uint32_t *word)
+{
+	uint64_t dl = weft__deadline_in_force(tls->scope, 0);
+	uint64_t spin_until = weft__mono_ns() + THREAD_SPIN_NS;
+	for (;;) {
+		uint32_t s = atomic_load_explicit(word, memory_order_acquire);
+		if (s == WORD_WOKEN)
+			return;
+		uint64_t now = weft__mono_ns();
+		if (now >= dl)
+			return;
+		if (now < spin_until) {
+			sched_yield();
+			continue;
+		}
+		if (s == WORD_WAITING &&
+		    !atomic_compare_exchange_strong_explicit(
+		            word, &s, WORD_SLEEPING, memory_order_acq_rel, memory_order_acquire))
+			continue;
+		struct timespec ts, *timeout = NULL;
+		if (dl != UINT64_MAX) {
+			ts.tv_sec = (time_t)((dl - now) / 1000000000ull);
+			ts.tv_nsec = (long)((dl - now) % 1000000000ull);
+			timeout = &ts;
+		}
+		weft__futex_wait(word, WORD_SLEEPING, timeout);
+	}
+}
+
+void weft__block(_Atomic uint32_t *word)
+{
+	struct weft__tls *tls = weft__tls();
+	if (tls->task)
+		block_task(tls, tls->task);
+	else
+		block_thread(tls, word);
+}
+
+void weft__waker_settle(struct weft__waker w)
+{
+	if (w.task)
 		return;
-	uint32_t w = WORD_WAITING;
-	if (atomic_compare_exchange_strong_explicit(word, &w, WORD_SLEEPING, memory_order_acq_rel,
-	                                            memory_order_acquire))
-		while (atomic_load_explicit(word, memory_order_acquire) == WORD_SLEEPING)
-			weft__futex_wait(word, WORD_SLEEPING, NULL);
+	uint32_t s;
+	while ((s = atomic_load_explicit(w.word, memory_order_acquire)) != WORD_WOKEN) {
+		if (s == WORD_WAITING &&
+		    !atomic_compare_exchange_strong_explicit(
+		            w.word, &s, WORD_SLEEPING, memory_order_acq_rel, memory_order_acquire))
+			continue;
+		weft__futex_wait(w.word, WORD_SLEEPING, NULL);
+	}
 }
 
 bool weft__cancel_requested(struct weft_task *t)
@@ -92,17 +144,27 @@ bool weft__cancel_requested(struct weft_task *t)
 	       atomic_load_explicit(&t->rt->closed, memory_order_acquire);
 }
 
+static int check_deadline(const struct weft_deadline *scope, unsigned shield_depth)
+{
+	uint64_t dl = weft__deadline_in_force(scope, shield_depth);
+	return dl != UINT64_MAX && weft__mono_ns() >= dl ? -ETIMEDOUT : 0;
+}
+
 /* The check for a known current task t (the task pointer, unlike the
    thread-locals, stays right across a switch). */
 static inline int check_task(struct weft_task *t)
 {
-	return t->shield_depth == 0 && weft__cancel_requested(t) ? -ECANCELED : 0;
+	if (t->shield_depth == 0 && weft__cancel_requested(t))
+		return -ECANCELED;
+	return t->scope ? check_deadline(t->scope, t->shield_depth) : 0;
 }
 
 int weft__wait_check(void)
 {
-	struct weft_task *t = weft__tls()->task;
-	return t ? check_task(t) : 0;
+	struct weft__tls *tls = weft__tls();
+	if (tls->task)
+		return check_task(tls->task);
+	return tls->scope ? check_deadline(tls->scope, 0) : 0;
 }
 
 static void yield_now(struct weft_task *t)
@@ -131,7 +193,7 @@ int weft_yield(void)
 	struct weft_task *t = weft__tls()->task;
 	if (!t) {
 		sched_yield();
-		return 0;
+		return weft__wait_check();
 	}
 	/* Yields even when cancelled: a cancelled task spinning on yield must
 	   still let the others run. */

@@ -40,12 +40,13 @@ void weft__waker_wake(struct weft__waker w);
 /* Consumes a waker without waking (after withdrawing it). */
 void weft__waker_drop(struct weft__waker w);
 
-/* Blocks the caller until its waker is woken. A task may return early; a
-   thread returns only once *word was set. */
+/* Blocks the caller until its waker is woken, or the deadline of its
+   deadline scope passes; may return early (recheck, then weft__wait_check). */
 void weft__block(_Atomic uint32_t *word);
 
 /* The checks every wait makes before it waits and after each wake-up:
-   -ECANCELED for a cancelled task outside a shield; else 0. */
+   -ECANCELED for a cancelled task outside a shield, -ETIMEDOUT once the
+   deadline in force has passed; else 0. */
 int weft__wait_check(void);
 
 /* weft__wait_check, plus spending one unit of the coop budget (yielding
@@ -55,6 +56,19 @@ int weft__wait_enter(void);
 /* Whether cancellation was requested for t: by weft_cancel, or by the
    shutdown of its runtime. */
 bool weft__cancel_requested(struct weft_task *t);
+
+/* The deadline in force for a scope stack whose innermost scope is d, with
+   shield_depth shields open now: none once a shield was opened after d. */
+static inline uint64_t weft__deadline_in_force(const struct weft_deadline *d, unsigned shield_depth)
+{
+	return d && d->shield_depth == shield_depth ? d->effective_ns : UINT64_MAX;
+}
+
+/* After a withdraw failed (the operation took effect), waits until the
+   waker that is now in flight has finished with the caller's memory: a
+   plain thread's wait word lives on its stack. Nothing to do for a task
+   (the waker holds a reference to it). */
+void weft__waker_settle(struct weft__waker w);
 
 /* Parks the current task (part of weft__block). */
 void weft__task_park(void);

@@ -45,6 +45,8 @@
 #include "wait.h"
 #include "worker.h"
 
+#include <weft/time.h>
+
 /* ------------------------------------------------------------------ tasks */
 
 struct weft_task *weft__task_alloc(void)
@@ -279,6 +281,17 @@ static struct weft_task *take_injected(struct weft_runtime *rt, struct weft__wor
 	return b.first;
 }
 
+/* Fires this worker's due timers (a clock read per call, and only while
+   timers are armed): their tasks become runnable on this worker. */
+static inline void poll_timers(struct weft__worker *w)
+{
+	if (weft__timers_armed(&w->timers)) {
+		uint64_t now = weft_now_ns();
+		if (weft__timers_due(&w->timers, now))
+			weft__timers_fire(&w->timers, now);
+	}
+}
+
 void weft__before_yield(struct weft__thread *th)
 {
 	take_injected(th->rt, th->worker, false);
@@ -291,6 +304,7 @@ struct weft_task *weft__next_runnable(struct weft__thread *th)
 	struct weft_task *t;
 
 	w->tick++;
+	poll_timers(w);
 	if (--w->gq_countdown == 0) {
 		w->gq_countdown = rt->cfg.global_queue_interval;
 		if ((t = inbox_pop(th)) || (t = take_injected(rt, w, true)))
@@ -357,6 +371,11 @@ static struct weft_task *search(struct weft__thread *th)
 		if (atomic_load_explicit(&rt->stopping, memory_order_relaxed))
 			return NULL;
 		uint64_t now = weft__mono_ns();
+		if (weft__timers_due(&th->worker->timers, now)) {
+			weft__timers_fire(&th->worker->timers, now);
+			if ((t = weft__next_runnable(th)))
+				return t;
+		}
 		if (!deadline)
 			deadline = now + rt->spin_ns;
 		if (now >= deadline)
@@ -376,9 +395,11 @@ static bool work_visible(struct weft_runtime *rt)
 	return false;
 }
 
+/* Sleeps until woken, or until this worker's next timer is due. */
 static void sleep_until_woken(struct weft__thread *th)
 {
 	struct weft_runtime *rt = th->rt;
+	struct weft__timers *timers = &th->worker->timers;
 	bool last = weft__idle_to_sleeping(&rt->idle, th->index, th->searching);
 	th->searching = false;
 	/* Re-check after announcing the sleep: a push that saw us searching
@@ -391,7 +412,10 @@ static void sleep_until_woken(struct weft__thread *th)
 		return;
 	atomic_store_explicit(&th->worker->parks, th->worker->parks + 1, memory_order_relaxed);
 	for (;;) {
-		weft__parker_park(&th->parker);
+		uint64_t wait_ns = weft__timers_wait_ns(timers, weft_now_ns());
+		if (wait_ns == 0 && weft__idle_take_sleeper(&rt->idle, th->index))
+			return; /* a timer is due: back to the loop, which fires it */
+		weft__parker_park_timeout(&th->parker, wait_ns);
 		bool searching;
 		if (weft__idle_from_sleeping(&rt->idle, th->index, &searching)) {
 			th->searching = searching;

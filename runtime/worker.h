@@ -22,6 +22,7 @@
 #include "park.h"
 #include "queue.h"
 #include "stack.h"
+#include "../timer/timer.h"
 
 struct weft_runtime;
 struct weft_task;
@@ -40,6 +41,7 @@ struct weft__worker {
 	unsigned index;
 	uint64_t rng;
 	struct weft__stack_pool stacks;
+	struct weft__timers timers;
 	uint32_t gq_countdown; /* ticks until the next injector-first check */
 	struct weft_task *task_cache;
 	unsigned task_cache_n;

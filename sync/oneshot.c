@@ -133,6 +133,7 @@ static int wait_published(weft_oneshot *o, uint32_t *state)
 			break;
 		}
 	}
+	weft__waker_settle(o->rx); /* the sender is done with our word */
 	*state = s;
 	return 0;
 }

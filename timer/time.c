@@ -1,0 +1,145 @@
+/*
+ * The clock, sleeping, and deadline scopes (the public side of timers).
+ *
+ * Scopes form a stack per task (t->scope) or per plain thread (tls->scope).
+ * Each scope stores the deadline in force inside it -- the earlier of its
+ * own and the enclosing one's -- unless a shield was opened between the two,
+ * which cuts the enclosing deadlines off. A wait applies the innermost
+ * scope's deadline only while no shield has been opened since that scope
+ * was pushed (weft__deadline_in_force).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include <weft/time.h>
+
+#include "../runtime/rt.h"
+#include "../runtime/task.h"
+#include "../runtime/tls.h"
+#include "../runtime/wait.h"
+#include "timer.h"
+
+uint64_t weft_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t add_saturating(uint64_t a, uint64_t b)
+{
+	return a > UINT64_MAX - b ? UINT64_MAX - 1 : a + b;
+}
+
+static uint64_t ms_to_ns(uint64_t ms)
+{
+	return ms > (UINT64_MAX - 1) / 1000000 ? UINT64_MAX - 1 : ms * 1000000;
+}
+
+/* The caller's scope stack and shield depth. */
+static struct weft_deadline **scope_top(unsigned *shield_depth)
+{
+	struct weft__tls *tls = weft__tls();
+	if (tls->task) {
+		*shield_depth = tls->task->shield_depth;
+		return &tls->task->scope;
+	}
+	*shield_depth = 0;
+	return &tls->scope;
+}
+
+void weft_deadline_push_at_ns(weft_deadline *d, uint64_t deadline_ns)
+{
+	unsigned shield;
+	struct weft_deadline **top = scope_top(&shield);
+	uint64_t outer = weft__deadline_in_force(*top, shield);
+	d->deadline_ns = deadline_ns;
+	d->effective_ns = deadline_ns < outer ? deadline_ns : outer;
+	d->shield_depth = shield;
+	d->outer = *top;
+	*top = d;
+}
+
+void weft_deadline_push(weft_deadline *d, uint64_t timeout_ms)
+{
+	weft_deadline_push_at_ns(d, add_saturating(weft_now_ns(), ms_to_ns(timeout_ms)));
+}
+
+void weft_deadline_pop(weft_deadline *d)
+{
+	unsigned shield;
+	struct weft_deadline **top = scope_top(&shield);
+	if (*top != d) {
+		struct weft_task *t = weft__tls()->task;
+		fprintf(stderr,
+		        "weft: weft_deadline_pop of a scope that is not the innermost one "
+		        "(pop scopes in reverse order)%s%s\n",
+		        t ? " in a task spawned at " : "", t ? t->file : "");
+		abort();
+	}
+	*top = d->outer;
+}
+
+/* A plain thread sleeps: until the deadline, or its scope's, whichever
+   comes first. */
+static int thread_sleep_until(uint64_t deadline_ns)
+{
+	uint64_t scope = weft__deadline_in_force(weft__tls()->scope, 0);
+	uint64_t until = deadline_ns < scope ? deadline_ns : scope;
+	struct timespec ts = {(time_t)(until / 1000000000ull), (long)(until % 1000000000ull)};
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+		;
+	return until < deadline_ns ? -ETIMEDOUT : 0;
+}
+
+int weft_sleep_until_ns(uint64_t deadline_ns)
+{
+	struct weft__tls *tls = weft__tls();
+	struct weft_task *t = tls->task;
+	if (!t) {
+		int rc = weft__wait_check();
+		return rc ? rc : thread_sleep_until(deadline_ns);
+	}
+	int rc = weft__wait_enter();
+	if (rc)
+		return rc;
+	struct weft__timer tm;
+	atomic_init(&tm.state, WEFT__TIMER_IDLE);
+	uint64_t scope = weft__deadline_in_force(t->scope, t->shield_depth);
+	uint64_t wake_at = deadline_ns < scope ? deadline_ns : scope;
+	struct weft__waker self = weft__waker_self(NULL);
+	if (!weft__timer_arm(&tls->thread->worker->timers, &tm, wake_at, self)) {
+		weft__waker_drop(self);
+		return weft__wait_check(); /* already due: 0, or the scope's -ETIMEDOUT */
+	}
+	for (;;) {
+		weft__task_park();
+		/* Either the timer fired, or we were woken early (a stale
+		   notification, a cancellation): only the clock says which. */
+		uint64_t now = weft_now_ns();
+		if (now >= deadline_ns) {
+			weft__timer_cancel(&tm);
+			return 0;
+		}
+		if ((rc = weft__wait_check()) != 0) {
+			weft__timer_cancel(&tm);
+			return rc;
+		}
+		/* A timer fires only once the clock passed wake_at, so a fired
+		   timer with neither deadline reached cannot happen; re-arm
+		   rather than sleep forever if it ever does. */
+		if (atomic_load_explicit(&tm.state, memory_order_relaxed) == WEFT__TIMER_FIRED) {
+			self = weft__waker_self(NULL);
+			if (!weft__timer_arm(&weft__tls()->thread->worker->timers, &tm, wake_at,
+			                     self))
+				weft__waker_drop(self);
+		}
+	}
+}
+
+int weft_sleep_ms(uint64_t ms)
+{
+	return weft_sleep_until_ns(add_saturating(weft_now_ns(), ms_to_ns(ms)));
+}

@@ -1,0 +1,108 @@
+/*
+ * Per-worker timers: a wheel behind a lock, armed by tasks, fired by the
+ * worker. Protocol and time rounding in timer.h.
+ *
+ * The one race: a task whose timer is firing may be woken for another
+ * reason (a cancellation, the event it waited for) and cancel the timer at
+ * the same moment, on another worker. Both sides take the wheel's lock; the
+ * firer marks the timer FIRED and wakes the waker while holding it, so the
+ * canceller either removes a PENDING timer (and drops the waker itself) or
+ * finds it FIRED with the firer done with it.
+ */
+#include "timer.h"
+
+#include "../runtime/lock.h"
+#include "../runtime/wait.h"
+
+#define NS_PER_TICK 1000000ull
+
+static uint64_t tick_ceil(const struct weft__timers *tm, uint64_t ns)
+{
+	return ns <= tm->base_ns ? 0 : (ns - tm->base_ns + NS_PER_TICK - 1) / NS_PER_TICK;
+}
+
+static uint64_t tick_floor(const struct weft__timers *tm, uint64_t ns)
+{
+	return ns <= tm->base_ns ? 0 : (ns - tm->base_ns) / NS_PER_TICK;
+}
+
+static void publish_next(struct weft__timers *tm)
+{
+	atomic_store_explicit(&tm->next, weft__wheel_next(&tm->wheel), memory_order_relaxed);
+}
+
+void weft__timers_init(struct weft__timers *tm, uint64_t base_ns)
+{
+	weft__lock_init(&tm->lock);
+	tm->base_ns = base_ns;
+	weft__wheel_init(&tm->wheel, 0);
+	atomic_init(&tm->next, WEFT__WHEEL_NEVER);
+}
+
+void weft__timers_destroy(struct weft__timers *tm)
+{
+	pthread_mutex_destroy(&tm->lock);
+}
+
+bool weft__timer_arm(struct weft__timers *tm, struct weft__timer *t, uint64_t deadline_ns,
+                     struct weft__waker w)
+{
+	t->owner = tm;
+	t->waker = w;
+	t->e.when = tick_ceil(tm, deadline_ns);
+	pthread_mutex_lock(&tm->lock);
+	bool armed = weft__wheel_insert(&tm->wheel, &t->e);
+	if (armed) {
+		atomic_store_explicit(&t->state, WEFT__TIMER_PENDING, memory_order_relaxed);
+		if (t->e.when < atomic_load_explicit(&tm->next, memory_order_relaxed))
+			atomic_store_explicit(&tm->next, t->e.when, memory_order_relaxed);
+	}
+	pthread_mutex_unlock(&tm->lock);
+	if (!armed)
+		atomic_store_explicit(&t->state, WEFT__TIMER_IDLE, memory_order_relaxed);
+	return armed;
+}
+
+bool weft__timer_cancel(struct weft__timer *t)
+{
+	if (atomic_load_explicit(&t->state, memory_order_relaxed) == WEFT__TIMER_IDLE)
+		return false;
+	struct weft__timers *tm = t->owner;
+	pthread_mutex_lock(&tm->lock);
+	bool pending = atomic_load_explicit(&t->state, memory_order_relaxed) == WEFT__TIMER_PENDING;
+	if (pending) {
+		weft__wheel_remove(&tm->wheel, &t->e);
+		atomic_store_explicit(&t->state, WEFT__TIMER_IDLE, memory_order_relaxed);
+		publish_next(tm);
+	}
+	pthread_mutex_unlock(&tm->lock);
+	if (pending)
+		weft__waker_drop(t->waker);
+	return pending;
+}
+
+unsigned weft__timers_fire(struct weft__timers *tm, uint64_t now_ns)
+{
+	unsigned n = 0;
+	pthread_mutex_lock(&tm->lock);
+	struct weft__wheel_entry *e = weft__wheel_advance(&tm->wheel, tick_floor(tm, now_ns));
+	while (e) {
+		struct weft__timer *t = (struct weft__timer *)e;
+		e = e->next;
+		atomic_store_explicit(&t->state, WEFT__TIMER_FIRED, memory_order_relaxed);
+		weft__waker_wake(t->waker);
+		n++;
+	}
+	publish_next(tm);
+	pthread_mutex_unlock(&tm->lock);
+	return n;
+}
+
+uint64_t weft__timers_wait_ns(struct weft__timers *tm, uint64_t now_ns)
+{
+	uint64_t next = atomic_load_explicit(&tm->next, memory_order_relaxed);
+	if (next == WEFT__WHEEL_NEVER)
+		return WEFT__NO_DEADLINE;
+	uint64_t at = tm->base_ns + next * NS_PER_TICK;
+	return at <= now_ns ? 0 : at - now_ns;
+}

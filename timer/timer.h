@@ -1,0 +1,82 @@
+/*
+ * Timers (internal): one timing wheel per worker, behind its own lock.
+ *
+ * A task arms a timer in the wheel of the worker it runs on; the worker
+ * polls its wheel between tasks and before it sleeps (bounding the sleep
+ * by the next deadline), and fires due timers by waking their wakers. The
+ * wheel belongs to the worker's state (struct weft__worker), not its thread,
+ * so a replacement thread can fire a stuck worker's timers.
+ *
+ * A timer is a struct weft__timer the caller owns, normally on a task's
+ * stack. It may be cancelled from any worker (a task that migrated): the
+ * cancel takes the owning wheel's lock. The firing worker marks a timer FIRED
+ * and wakes its waker under the same lock, so once cancel returns, nobody
+ * touches the timer's memory again.
+ *
+ * Time: ticks are whole milliseconds since the runtime's time base. A
+ * deadline in ns becomes the first tick not before it (rounded up), and the
+ * wheel is advanced to the current tick rounded down: a timer never fires
+ * before its deadline, and at most ~1 ms plus a poll interval after it.
+ */
+#ifndef WEFT_TIMER_TIMER_H
+#define WEFT_TIMER_TIMER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../runtime/task.h"
+#include "wheel.h"
+
+#define WEFT__NO_DEADLINE UINT64_MAX
+
+enum { WEFT__TIMER_IDLE, WEFT__TIMER_PENDING, WEFT__TIMER_FIRED };
+
+struct weft__timers;
+
+struct weft__timer {
+	struct weft__wheel_entry e;
+	struct weft__timers *owner;
+	_Atomic int state;
+	struct weft__waker waker;
+};
+
+struct weft__timers {
+	pthread_mutex_t lock;
+	struct weft__wheel wheel;
+	uint64_t base_ns;      /* tick 0, the runtime's time base */
+	_Atomic uint64_t next; /* tick of the next expiration, or WEFT__WHEEL_NEVER */
+};
+
+void weft__timers_init(struct weft__timers *tm, uint64_t base_ns);
+void weft__timers_destroy(struct weft__timers *tm);
+
+/* Arms t in tm to wake w at deadline_ns (absolute CLOCK_MONOTONIC). Returns
+   false, arming nothing and keeping w, when the deadline has passed. */
+bool weft__timer_arm(struct weft__timers *tm, struct weft__timer *t, uint64_t deadline_ns,
+                     struct weft__waker w);
+
+/* Disarms t. True if it was pending (its waker was dropped); false if it
+   had fired (the waker was woken). Either way t is free on return. */
+bool weft__timer_cancel(struct weft__timer *t);
+
+/* Fires every timer of tm due at now_ns; returns how many. */
+unsigned weft__timers_fire(struct weft__timers *tm, uint64_t now_ns);
+
+/* Nanoseconds until tm's next timer is due (0 if due), or WEFT__NO_DEADLINE. */
+uint64_t weft__timers_wait_ns(struct weft__timers *tm, uint64_t now_ns);
+
+/* Whether tm has a timer due at now_ns (a lock-free check). */
+static inline bool weft__timers_due(struct weft__timers *tm, uint64_t now_ns)
+{
+	uint64_t next = atomic_load_explicit(&tm->next, memory_order_relaxed);
+	return next != WEFT__WHEEL_NEVER && (now_ns - tm->base_ns) / 1000000 >= next;
+}
+
+static inline bool weft__timers_armed(struct weft__timers *tm)
+{
+	return atomic_load_explicit(&tm->next, memory_order_relaxed) != WEFT__WHEEL_NEVER;
+}
+
+#endif

@@ -1,0 +1,143 @@
+/*
+ * The hierarchical timing wheel; design and invariants in wheel.h.
+ *
+ * Why a timer is never early: a timer is filed at the level of the highest
+ * 6-bit digit in which its deadline differs from `elapsed`, in the slot of
+ * its own digit there. That slot's start (the deadline computed by
+ * level_next) is <= the timer's deadline, so the slot is processed no later
+ * than the deadline; processing re-files every timer against the slot's
+ * start, which fires only those whose deadline is not after it. Deadlines
+ * beyond the top level's span (2^36 ticks) are filed in the top level by
+ * their (wrapped) digit and simply re-filed each time that slot comes round,
+ * until they are within reach.
+ */
+#include "wheel.h"
+
+#define LEVEL_BITS 6u
+#define SLOT_MASK (WEFT__WHEEL_SLOTS - 1u)
+#define MAX_SPAN (1ull << (LEVEL_BITS * WEFT__WHEEL_LEVELS))
+
+static unsigned level_for(uint64_t elapsed, uint64_t when)
+{
+	uint64_t masked = (elapsed ^ when) | SLOT_MASK;
+	if (masked >= MAX_SPAN)
+		masked = MAX_SPAN - 1;
+	unsigned significant = 63u - (unsigned)__builtin_clzll(masked);
+	return significant / LEVEL_BITS;
+}
+
+static unsigned slot_for(uint64_t when, unsigned level)
+{
+	return (unsigned)(when >> (level * LEVEL_BITS)) & SLOT_MASK;
+}
+
+void weft__wheel_init(struct weft__wheel *w, uint64_t now)
+{
+	w->elapsed = now;
+	w->count = 0;
+	for (unsigned l = 0; l < WEFT__WHEEL_LEVELS; l++) {
+		w->occupied[l] = 0;
+		for (unsigned s = 0; s < WEFT__WHEEL_SLOTS; s++)
+			w->slots[l][s] = NULL;
+	}
+}
+
+bool weft__wheel_insert(struct weft__wheel *w, struct weft__wheel_entry *e)
+{
+	if (e->when <= w->elapsed)
+		return false;
+	unsigned level = level_for(w->elapsed, e->when);
+	unsigned slot = slot_for(e->when, level);
+	struct weft__wheel_entry **head = &w->slots[level][slot];
+	e->level = (uint8_t)level;
+	e->slot = (uint8_t)slot;
+	e->prev = NULL;
+	e->next = *head;
+	if (*head)
+		(*head)->prev = e;
+	*head = e;
+	w->occupied[level] |= 1ull << slot;
+	w->count++;
+	return true;
+}
+
+void weft__wheel_remove(struct weft__wheel *w, struct weft__wheel_entry *e)
+{
+	struct weft__wheel_entry **head = &w->slots[e->level][e->slot];
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		*head = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	if (!*head)
+		w->occupied[e->level] &= ~(1ull << e->slot);
+	w->count--;
+}
+
+/* The first occupied slot of a level, at or after the current one in
+   rotation order, and the tick at which it starts. */
+static bool level_next(const struct weft__wheel *w, unsigned level, unsigned *slot,
+                       uint64_t *deadline)
+{
+	uint64_t occ = w->occupied[level];
+	if (!occ)
+		return false;
+	unsigned shift = level * LEVEL_BITS;
+	uint64_t slot_range = 1ull << shift, level_range = slot_range << LEVEL_BITS;
+	unsigned now_slot = (unsigned)(w->elapsed >> shift) & SLOT_MASK;
+	uint64_t rotated = now_slot ? (occ >> now_slot) | (occ << (64 - now_slot)) : occ;
+	unsigned s = ((unsigned)__builtin_ctzll(rotated) + now_slot) & SLOT_MASK;
+	uint64_t d = (w->elapsed & ~(level_range - 1)) + s * slot_range;
+	if (d <= w->elapsed)
+		d += level_range; /* a wrapped far deadline, in the top level */
+	*slot = s;
+	*deadline = d;
+	return true;
+}
+
+/* Lower levels always hold earlier deadlines, so the first occupied level
+   has the next expiration. */
+static bool next_expiration(const struct weft__wheel *w, unsigned *level, unsigned *slot,
+                            uint64_t *deadline)
+{
+	for (unsigned l = 0; l < WEFT__WHEEL_LEVELS; l++) {
+		if (level_next(w, l, slot, deadline)) {
+			*level = l;
+			return true;
+		}
+	}
+	return false;
+}
+
+uint64_t weft__wheel_next(const struct weft__wheel *w)
+{
+	unsigned level, slot;
+	uint64_t d;
+	return next_expiration(w, &level, &slot, &d) ? d : WEFT__WHEEL_NEVER;
+}
+
+struct weft__wheel_entry *weft__wheel_advance(struct weft__wheel *w, uint64_t now)
+{
+	struct weft__wheel_entry *fired = NULL;
+	unsigned level, slot;
+	uint64_t d;
+	while (next_expiration(w, &level, &slot, &d) && d <= now) {
+		struct weft__wheel_entry *e = w->slots[level][slot];
+		w->slots[level][slot] = NULL;
+		w->occupied[level] &= ~(1ull << slot);
+		w->elapsed = d;
+		while (e) {
+			struct weft__wheel_entry *next = e->next;
+			w->count--;
+			if (!weft__wheel_insert(w, e)) {
+				e->next = fired;
+				fired = e;
+			}
+			e = next;
+		}
+	}
+	if (now > w->elapsed)
+		w->elapsed = now;
+	return fired;
+}
