@@ -29,6 +29,10 @@
 
 #include "runtime/fiber.h"
 #include "runtime/futex.h"
+#include "runtime/tls.h"
+#include "runtime/wait.h"
+#include "runtime/worker.h"
+#include "timer/timer.h"
 
 /* ---------------------------------------------------------------- options */
 
@@ -168,6 +172,8 @@ static weft_runtime *new_runtime(unsigned workers)
 }
 
 /* ---------------------------------------------------------------- workloads */
+
+static struct timers_ctx *g_timers;
 
 struct ctx {
 	weft_runtime *rt;
@@ -503,6 +509,145 @@ static void ctx_switch(unsigned w, struct out *o)
 	free(stk);
 }
 
+/* timers: n tasks spawned from a task each sleep a pseudo-random 1-100 ms
+   (the peers' xorshift sequence); total time, and overshoot = actual -
+   requested from the task's first run. */
+struct timers_ctx {
+	long n;
+	uint64_t *durs_ms;
+	uint64_t *over_ns; /* per task, this iteration */
+	weft_task **handles;
+};
+
+static void *timer_task(void *arg)
+{
+	struct timers_ctx *c = g_timers;
+	long i = (long)(intptr_t)arg;
+	uint64_t d = c->durs_ms[i] * 1000000ull, s = weft_now_ns();
+	if (weft_sleep_ms(c->durs_ms[i]) != 0)
+		die("sleep failed");
+	uint64_t el = weft_now_ns() - s;
+	c->over_ns[i] = el > d ? el - d : 0;
+	return NULL;
+}
+
+static void *timers_body(void *arg)
+{
+	struct timers_ctx *c = arg;
+	for (long i = 0; i < c->n; i++)
+		if (!(c->handles[i] = weft_spawn(timer_task, (void *)(intptr_t)i)))
+			die("spawn failed");
+	for (long i = 0; i < c->n; i++)
+		weft_join(c->handles[i], NULL);
+	return NULL;
+}
+
+static uint64_t pct_u64(const uint64_t *sorted, size_t n, double p)
+{
+	if (!n)
+		return 0;
+	size_t i = (size_t)(p / 100.0 * (double)(n - 1) + 0.5);
+	return sorted[i < n ? i : n - 1];
+}
+
+static void timers(unsigned w, struct out *o)
+{
+	struct timers_ctx c = {.n = opt("n", 100000)};
+	long iters = opt("iters", 3), min_ms = opt("min_ms", 1), max_ms = opt("max_ms", 100);
+	uint64_t seed = (uint64_t)opt("seed", 0), x = seed ? seed : 0x9E3779B97F4A7C15ull;
+	c.durs_ms = calloc((size_t)c.n, sizeof *c.durs_ms);
+	c.over_ns = calloc((size_t)c.n, sizeof *c.over_ns);
+	c.handles = calloc((size_t)c.n, sizeof *c.handles);
+	uint64_t *all = calloc((size_t)(c.n * iters), sizeof *all);
+	for (long i = 0; i < c.n; i++) {
+		x ^= x >> 12;
+		x ^= x << 25;
+		x ^= x >> 27;
+		c.durs_ms[i] = (uint64_t)min_ms +
+		               (x * 0x2545F4914F6CDD1Dull) % (uint64_t)(max_ms - min_ms + 1);
+	}
+	g_timers = &c;
+	weft_runtime *rt = new_runtime(w);
+	uint64_t *t = calloc((size_t)iters, sizeof *t);
+	size_t nall = 0;
+	for (long it = -1; it < iters; it++) {
+		uint64_t s = now_ns();
+		if (weft_block_on(rt, timers_body, &c, NULL) != 0)
+			die("block_on failed");
+		uint64_t el = now_ns() - s;
+		if (it < 0)
+			continue; /* warm-up */
+		t[it] = el;
+		memcpy(all + nall, c.over_ns, (size_t)c.n * sizeof *all);
+		nall += (size_t)c.n;
+	}
+	weft_runtime_free(rt);
+	qsort(t, (size_t)iters, sizeof *t, cmp_u64);
+	qsort(all, nall, sizeof *all, cmp_u64);
+	uint64_t med = t[(size_t)(0.5 * (double)(iters - 1) + 0.5)];
+	out_begin(o, "timers", w);
+	out_num(o, "n", c.n);
+	out_num(o, "min_ms", min_ms);
+	out_num(o, "max_ms", max_ms);
+	out_raw(o, ",\"spawn_from\":\"task\"");
+	out_num(o, "iters", iters);
+	out_num(o, "ops", c.n);
+	out_num(o, "elapsed_ns", (long long)med);
+	out_num(o, "min_ns", (long long)t[0]);
+	out_num(o, "max_ns", (long long)t[iters - 1]);
+	out_f(o, "ops_per_sec", (double)c.n / ((double)med / 1e9));
+	out_num(o, "overshoot_p50_us", (long long)(pct_u64(all, nall, 50) / 1000));
+	out_num(o, "overshoot_p99_us", (long long)(pct_u64(all, nall, 99) / 1000));
+	out_num(o, "overshoot_max_us", (long long)(pct_u64(all, nall, 100) / 1000));
+	free(t);
+	free(all);
+	free(c.durs_ms);
+	free(c.over_ns);
+	free(c.handles);
+}
+
+/* timer_insert_cancel: what a wait inside a deadline scope adds: arming a
+   1 s timer on the worker's wheel and cancelling it, ns per pair. */
+static void *insert_cancel_task(void *arg)
+{
+	long n = (long)(intptr_t)arg;
+	weft_pin_push();
+	struct weft__timers *tm = &weft__tls()->thread->worker->timers;
+	struct weft__timer timer = WEFT__TIMER_INIT;
+	uint64_t s = now_ns();
+	for (long i = 0; i < n; i++) {
+		struct weft__waker self = weft__waker_self(NULL);
+		if (weft__timer_arm(tm, &timer, weft_now_ns() + 1000000000ull, self) != 1 ||
+		    !weft__timer_cancel(&timer))
+			die("arm/cancel failed");
+	}
+	uint64_t el = now_ns() - s;
+	weft_pin_pop();
+	return (void *)(uintptr_t)el;
+}
+
+static void timer_insert_cancel(unsigned w, struct out *o)
+{
+	long n = opt("n", 1000000);
+	weft_runtime *rt = new_runtime(w);
+	uint64_t best = UINT64_MAX;
+	for (int rep = 0; rep < 5; rep++) {
+		void *r;
+		if (weft_block_on(rt, insert_cancel_task, (void *)(intptr_t)n, &r) != 0)
+			die("block_on failed");
+		if ((uint64_t)(uintptr_t)r < best)
+			best = (uint64_t)(uintptr_t)r;
+	}
+	weft_runtime_free(rt);
+	out_begin(o, "timer_insert_cancel", w);
+	out_num(o, "n", n);
+	out_num(o, "iters", 5);
+	out_num(o, "ops", n);
+	out_num(o, "elapsed_ns", (long long)best);
+	out_f(o, "ops_per_sec", (double)n / ((double)best / 1e9));
+	out_f(o, "ns_per_op", (double)best / (double)n);
+}
+
 /* ---------------------------------------------------------------- driver */
 
 struct workload {
@@ -527,6 +672,8 @@ static const struct workload workloads[] = {
         {"ping_pong", ping_pong},
         {"yield_many", yield_many},
         {"chained_spawn", chained_spawn},
+        {"timers", timers},
+        {"timer_insert_cancel", timer_insert_cancel},
         {"idle_tasks", idle_tasks},
         {"ctx_switch", ctx_switch},
 };
@@ -583,6 +730,15 @@ static int suite(const char *self, unsigned w, const char *outpath)
 		if (json_field(line, "rss_per_task_bytes") >= 0)
 			snprintf(note, sizeof note, "%.0f bytes RSS per parked task",
 			         json_field(line, "rss_per_task_bytes"));
+		if (json_field(line, "overshoot_p99_us") >= 0)
+			snprintf(note, sizeof note,
+			         "overshoot p50 %.0f us, p99 %.0f us, max %.0f us",
+			         json_field(line, "overshoot_p50_us"),
+			         json_field(line, "overshoot_p99_us"),
+			         json_field(line, "overshoot_max_us"));
+		if (json_field(line, "ns_per_op") >= 0)
+			snprintf(note, sizeof note, "%.1f ns per arm+cancel",
+			         json_field(line, "ns_per_op"));
 		if (json_field(line, "yield_over_pair") >= 0)
 			snprintf(note, sizeof note, "switch pair %.1f ns, yield %.1f ns (%.2fx)",
 			         json_field(line, "switch_pair_ns"), json_field(line, "yield_ns"),

@@ -35,10 +35,9 @@ static inline void slot_store(struct weft__lqueue *q, uint32_t idx, struct weft_
 }
 
 /* The ring is full and no thief is active: claim its older half with one CAS
-   and chain it, plus t, into a batch for the injector. False when a thief
-   raced us (the caller retries the push, which will then find room). */
-static bool take_half(struct weft__lqueue *q, uint32_t real, struct weft_task *t,
-                      struct weft__batch *out)
+   and chain it into a batch for the injector. False when a thief raced us
+   (the caller retries the push, which will then find room). */
+static bool take_half(struct weft__lqueue *q, uint32_t real, struct weft__batch *out)
 {
 	const uint32_t n = WEFT__LQ_CAP / 2;
 	uint64_t prev = weft__lq_pack(real, real);
@@ -52,11 +51,10 @@ static bool take_half(struct weft__lqueue *q, uint32_t real, struct weft_task *t
 		last->qnext = x;
 		last = x;
 	}
-	last->qnext = t;
-	t->qnext = NULL;
+	last->qnext = NULL;
 	out->first = first;
-	out->last = t;
-	out->n = n + 1;
+	out->last = last;
+	out->n = n;
 	return true;
 }
 
@@ -80,8 +78,13 @@ bool weft__lq_push_overflow(struct weft__lqueue *q, struct weft_task *t,
 			overflow->n = 1;
 			return true;
 		}
-		if (take_half(q, real, t, overflow))
+		if (take_half(q, real, overflow)) {
+			/* t stays: the tasks that waited least go to the back of
+			   the injector, not the one that just became runnable. */
+			slot_store(q, tail, t);
+			atomic_store_explicit(&q->tail, tail + 1, memory_order_release);
 			return true;
+		}
 	}
 }
 

@@ -69,9 +69,9 @@ void weft__lq_push_batch(struct weft__lqueue *q, struct weft_task *first, unsign
 struct weft_task *weft__lq_steal(struct weft__lqueue *victim, struct weft__lqueue *dst,
                                  unsigned *stolen);
 
-/* Owner only. Appends t. When the ring is full, half of it plus t are moved
-   into *overflow (which the caller hands to the injector) and true is
-   returned; otherwise false. The owner stores the slot, then publishes it
+/* Owner only. Appends t. When the ring is full, its older half is moved into
+   *overflow (which the caller hands to the injector), t is appended, and
+   true is returned; otherwise false. The owner stores the slot, then publishes it
    with a release store of tail (a thief's acquire load of tail sees it). */
 static inline bool weft__lq_push(struct weft__lqueue *q, struct weft_task *t,
                                  struct weft__batch *overflow)

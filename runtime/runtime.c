@@ -201,7 +201,7 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
 		w->index = i;
 		w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
 		w->gq_countdown = c.global_queue_interval;
-		weft__stack_pool_init(&w->stacks, c.stack_size, WEFT__STACK_HIGH_WATER);
+		weft__stack_pool_init(&w->stacks, c.stack_size, WEFT__STACK_POOL_FLOOR);
 		weft__timers_init(&w->timers, rt->time_base_ns);
 
 		struct weft__thread *th = &rt->threads[i];

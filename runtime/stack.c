@@ -12,10 +12,14 @@
  * -fstack-clash-protection so a large frame probes page by page and cannot
  * jump over the guard.
  *
- * Pool. Each worker keeps a LIFO list of free stacks of the runtime's default
- * size: a task that finishes without parking hands the same, cache-hot stack
- * to the next one. Beyond the high-water mark stacks are unmapped, returning
- * their memory to the OS. Stacks of other sizes are never pooled.
+ * Pool. Each worker keeps a LIFO of free stacks of the runtime's default
+ * size: the next task gets the most recently used, cache-hot stack. Mapping
+ * a stack costs ~4 us here (mmap, guard, first page fault) and unmapping
+ * another 4, so a burst of many parked tasks -- 100,000 sleepers -- must not
+ * pay that again on every burst: the pool keeps what bursts needed, and a
+ * trim, run by the worker about once a second, unmaps the stacks that sat in
+ * the pool through the whole interval, beyond a floor of 128. Stacks of
+ * other sizes are never pooled.
  */
 #include "stack.h"
 
@@ -24,6 +28,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -122,6 +128,17 @@ static void stack_unmap(struct weft__stack *s)
 	munmap(s->map, s->map_len);
 }
 
+static bool grow(struct weft__stack_pool *p)
+{
+	size_t cap = p->cap ? p->cap * 2 : 64;
+	struct weft__stack **items = realloc(p->items, cap * sizeof *items);
+	if (!items)
+		return false;
+	p->items = items;
+	p->cap = cap;
+	return true;
+}
+
 bool weft__stack_guard_hit(const struct weft__stack *s, const void *addr)
 {
 	uintptr_t a = (uintptr_t)addr, lo = (uintptr_t)s->map;
@@ -133,30 +150,45 @@ bool weft__stack_guard_is_madvise(void)
 	return atomic_load_explicit(&guard_mode, memory_order_relaxed) == GUARD_MADVISE;
 }
 
-void weft__stack_pool_init(struct weft__stack_pool *p, size_t size, unsigned high_water)
+void weft__stack_pool_init(struct weft__stack_pool *p, size_t size, size_t floor)
 {
-	p->free = NULL;
-	p->count = 0;
-	p->high_water = high_water;
+	p->items = NULL;
+	p->count = p->cap = p->low = 0;
+	p->floor = floor;
+	p->last_trim_ns = 0;
 	p->size = size;
+	p->page = page_size();
 }
 
 void weft__stack_pool_drain(struct weft__stack_pool *p)
 {
-	while (p->free) {
-		struct weft__stack *s = p->free;
-		p->free = s->next;
-		stack_unmap(s);
-	}
-	p->count = 0;
+	for (size_t i = 0; i < p->count; i++)
+		stack_unmap(p->items[i]);
+	free(p->items);
+	p->items = NULL;
+	p->count = p->cap = p->low = 0;
+}
+
+void weft__stack_pool_trim(struct weft__stack_pool *p, uint64_t now_ns)
+{
+	if (now_ns - p->last_trim_ns < WEFT__STACK_TRIM_NS)
+		return;
+	p->last_trim_ns = now_ns;
+	size_t idle = p->low > p->floor ? p->low - p->floor : 0;
+	/* The least recently used are at the bottom. */
+	for (size_t i = 0; i < idle; i++)
+		stack_unmap(p->items[i]);
+	p->count -= idle;
+	memmove(p->items, p->items + idle, p->count * sizeof *p->items);
+	p->low = p->count;
 }
 
 struct weft__stack *weft__stack_get(struct weft__stack_pool *p, size_t size)
 {
-	if (p && size == p->size && p->free) {
-		struct weft__stack *s = p->free;
-		p->free = s->next;
-		p->count--;
+	if (p && size == p->size && p->count) {
+		struct weft__stack *s = p->items[--p->count];
+		if (p->count < p->low)
+			p->low = p->count;
 		return s;
 	}
 	return stack_map(size);
@@ -164,12 +196,11 @@ struct weft__stack *weft__stack_get(struct weft__stack_pool *p, size_t size)
 
 void weft__stack_put(struct weft__stack_pool *p, struct weft__stack *s)
 {
-	if (p && s->size >= p->size && s->size < p->size + page_size() &&
-	    p->count < p->high_water) {
-		s->next = p->free;
-		p->free = s;
-		p->count++;
-		return;
+	if (p && s->size >= p->size && s->size < p->size + p->page) {
+		if (p->count < p->cap || grow(p)) {
+			p->items[p->count++] = s;
+			return;
+		}
 	}
 	stack_unmap(s);
 }

@@ -11,6 +11,9 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#define WEFT__STACK_TRIM_NS 1000000000ull /* trim interval: 1 s */
 
 struct weft__stack {
 	struct weft__stack *next; /* pool link */
@@ -29,15 +32,25 @@ static inline void *weft__stack_lo(const struct weft__stack *s)
    may skip a little further down). */
 bool weft__stack_guard_hit(const struct weft__stack *s, const void *addr);
 
+/* A worker's free stacks, most recently used last. The pool grows to what
+   bursts need; stacks that then sit unused through a whole trim interval,
+   beyond a floor, go back to the OS (weft__stack_pool_trim). */
 struct weft__stack_pool {
-	struct weft__stack *free;
-	unsigned count;
-	unsigned high_water; /* stacks above this go back to the OS */
-	size_t size;         /* usable size of pooled stacks */
+	struct weft__stack **items;
+	size_t count, cap;
+	size_t low;   /* fewest stacks pooled since the last trim */
+	size_t floor; /* never trimmed below this */
+	uint64_t last_trim_ns;
+	size_t size; /* usable size of pooled stacks */
+	size_t page;
 };
 
-void weft__stack_pool_init(struct weft__stack_pool *p, size_t size, unsigned high_water);
+void weft__stack_pool_init(struct weft__stack_pool *p, size_t size, size_t floor);
 void weft__stack_pool_drain(struct weft__stack_pool *p);
+
+/* Unmaps the stacks that stayed in the pool since the last trim, beyond the
+   floor, if a trim interval has passed since then. */
+void weft__stack_pool_trim(struct weft__stack_pool *p, uint64_t now_ns);
 
 /* A stack with at least `size` usable bytes; NULL when the OS refuses. */
 struct weft__stack *weft__stack_get(struct weft__stack_pool *p, size_t size);

@@ -71,12 +71,16 @@ static void block_task(struct weft__tls *tls, struct weft_task *t)
 		weft__task_park();
 		return;
 	}
-	struct weft__timer tm;
-	atomic_init(&tm.state, WEFT__TIMER_IDLE);
+	struct weft__timer tm = WEFT__TIMER_INIT;
 	struct weft__waker self = weft__waker_self(NULL);
-	if (!weft__timer_arm(&tls->thread->worker->timers, &tm, dl, self)) {
+	int armed = weft__timer_arm(&tls->thread->worker->timers, &tm, dl, self);
+	if (armed <= 0) {
 		weft__waker_drop(self);
-		return; /* already past: the caller's check reports it */
+		/* Past (the caller's check reports it), or no memory for a
+		   timer: then poll the deadline by yielding instead of parking. */
+		if (armed < 0)
+			weft__task_switch_out(WEFT__SW_YIELD);
+		return;
 	}
 	weft__task_park();
 	weft__timer_cancel(&tm);

@@ -140,8 +140,8 @@ static void check_batch(const struct weft__batch *b)
 		fail("overflow batch: chain of %u tasks, n says %u", n, b->n);
 	if (b->last->qnext)
 		fail("overflow batch of %u tasks is not NULL-terminated", b->n);
-	if (b->n != 1 && b->n != WEFT__LQ_CAP / 2 + 1)
-		fail("overflow batch of %u tasks (expected 1 or %u)", b->n, WEFT__LQ_CAP / 2 + 1);
+	if (b->n != 1 && b->n != WEFT__LQ_CAP / 2)
+		fail("overflow batch of %u tasks (expected 1 or %u)", b->n, WEFT__LQ_CAP / 2);
 }
 
 /* Takes a share of the injector into q (owned by the caller), as a worker

@@ -3,11 +3,11 @@
  * and of the injector (runtime/inject.c).
  *
  * The scheduler's fairness and its overflow path rest on exact behaviour
- * here: FIFO order, the 257th push handing the older half plus the new task
- * to the injector as one FIFO chain, a thief taking ceil(n/2) tasks and
- * refusing to steal while its own queue is more than half full, and 32-bit
- * indices that keep working when they wrap. Concurrency is covered by
- * stress_queue.c; these tests pin the sequential contract down precisely.
+ * here: FIFO order, the 257th push handing the older half to the injector as
+ * one FIFO chain while the new task stays queued behind the newer half, a thief taking ceil(n/2)
+ * tasks and refusing to steal while its own queue is more than half full, and 32-bit indices that
+ * keep working when they wrap. Concurrency is covered by stress_queue.c; these tests pin the
+ * sequential contract down precisely.
  *
  * Tasks are zeroed struct weft_task objects on the test's stack: the queue
  * only looks at their address and at qnext.
@@ -82,7 +82,7 @@ static void batch_expect(const struct weft__batch *b, struct weft_task **want, u
 }
 
 /* Fills q with tasks[from..to), pushes t, and checks that the overflow batch
-   is the older half plus t and that the newer half stays, in order. */
+   is the older half and that the newer half stays, in order, followed by t. */
 static void check_overflow(struct weft__lqueue *q, struct weft_task *tasks, unsigned from,
                            struct weft_task *extra)
 {
@@ -95,15 +95,15 @@ static void check_overflow(struct weft__lqueue *q, struct weft_task *tasks, unsi
 	extra->qnext = &tasks[from]; /* garbage the push must overwrite */
 	cr_assert(weft__lq_push(q, extra, &ov), "the 257th push did not overflow");
 
-	struct weft_task *want[CAP / 2 + 1];
+	struct weft_task *want[CAP / 2];
 	for (unsigned i = 0; i < CAP / 2; i++)
 		want[i] = &tasks[from + i];
-	want[CAP / 2] = extra;
-	batch_expect(&ov, want, CAP / 2 + 1);
+	batch_expect(&ov, want, CAP / 2);
 
-	cr_assert_eq(weft__lq_len(q), CAP / 2);
-	cr_assert_eq(weft__lq_free_slots(q), CAP / 2);
+	cr_assert_eq(weft__lq_len(q), CAP / 2 + 1);
+	cr_assert_eq(weft__lq_free_slots(q), CAP / 2 - 1);
 	pop_expect(q, tasks, from + CAP / 2, from + CAP);
+	cr_assert_eq(weft__lq_pop(q), extra, "the new task did not stay queued last");
 	cr_assert_null(weft__lq_pop(q));
 }
 
@@ -168,7 +168,7 @@ Test(queue, full_queue_accepts_exactly_capacity)
 	cr_assert_null(weft__lq_pop(&q));
 }
 
-Test(queue, overflow_moves_older_half_plus_new)
+Test(queue, overflow_moves_the_older_half_and_keeps_the_new_task)
 {
 	DECLARE_TASKS(tasks, CAP + 1);
 	struct weft__lqueue q;
@@ -197,20 +197,19 @@ Test(queue, push_after_overflow_refills)
 		push_ok(&q, &tasks[i]);
 	struct weft__batch ov;
 	cr_assert(weft__lq_push(&q, &tasks[CAP], &ov));
-	cr_assert_eq(ov.n, CAP / 2 + 1);
-	/* 128 queued: 128 more fit, then the next overflows again, taking
+	cr_assert_eq(ov.n, CAP / 2);
+	/* 129 queued: 127 more fit, then the next overflows again, taking
 	   the 128 that stayed the first time. */
-	for (unsigned i = 0; i < CAP / 2; i++)
+	for (unsigned i = 0; i < CAP / 2 - 1; i++)
 		push_ok(&q, &tasks[CAP + 1 + i]);
 	cr_assert_eq(weft__lq_len(&q), CAP);
-	struct weft_task *extra = &tasks[CAP + 1 + CAP / 2];
+	struct weft_task *extra = &tasks[CAP + CAP / 2];
 	cr_assert(weft__lq_push(&q, extra, &ov));
-	struct weft_task *want[CAP / 2 + 1];
+	struct weft_task *want[CAP / 2];
 	for (unsigned i = 0; i < CAP / 2; i++)
 		want[i] = &tasks[CAP / 2 + i];
-	want[CAP / 2] = extra;
-	batch_expect(&ov, want, CAP / 2 + 1);
-	pop_expect(&q, tasks, CAP + 1, CAP + 1 + CAP / 2);
+	batch_expect(&ov, want, CAP / 2);
+	pop_expect(&q, tasks, CAP, CAP + CAP / 2 + 1);
 	cr_assert_null(weft__lq_pop(&q));
 }
 
@@ -269,9 +268,9 @@ Test(queue, push_batch_fills_to_capacity_across_the_ring_end)
 	cr_assert_eq(weft__lq_free_slots(&q), 0);
 	struct weft__batch ov;
 	cr_assert(weft__lq_push(&q, &tasks[200 + CAP], &ov), "full after push_batch");
-	cr_assert_eq(ov.n, CAP / 2 + 1);
+	cr_assert_eq(ov.n, CAP / 2);
 	cr_assert_eq(ov.first, &tasks[200]);
-	pop_expect(&q, tasks, 200 + CAP / 2, 200 + CAP);
+	pop_expect(&q, tasks, 200 + CAP / 2, 200 + CAP + 1);
 }
 
 Test(queue, push_batch_of_zero_is_a_no_op)
@@ -594,13 +593,13 @@ Test(inject, overflow_batch_round_trip)
 	struct weft__batch ov;
 	cr_assert(weft__lq_push(&q, &tasks[CAP], &ov));
 	weft__inject_push_batch(&inj, &ov);
-	cr_assert_eq(weft__inject_len(&inj), CAP / 2 + 1);
+	cr_assert_eq(weft__inject_len(&inj), CAP / 2);
 	struct weft__batch got;
 	weft__inject_pop_batch(&inj, weft__lq_free_slots(&other), &got);
-	cr_assert_eq(got.n, CAP / 2 + 1);
+	cr_assert_eq(got.n, CAP / 2);
 	weft__lq_push_batch(&other, got.first, got.n);
 	pop_expect(&other, tasks, 0, CAP / 2);
-	cr_assert_eq(weft__lq_pop(&other), &tasks[CAP]);
 	cr_assert_null(weft__lq_pop(&other));
+	pop_expect(&q, tasks, CAP / 2, CAP + 1);
 	weft__inject_destroy(&inj);
 }

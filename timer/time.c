@@ -105,21 +105,21 @@ int weft_sleep_until_ns(uint64_t deadline_ns)
 	int rc = weft__wait_enter();
 	if (rc)
 		return rc;
-	struct weft__timer tm;
-	atomic_init(&tm.state, WEFT__TIMER_IDLE);
+	struct weft__timer tm = WEFT__TIMER_INIT;
 	uint64_t scope = weft__deadline_in_force(t->scope, t->shield_depth);
 	uint64_t wake_at = deadline_ns < scope ? deadline_ns : scope;
 	struct weft__waker self = weft__waker_self(NULL);
-	if (!weft__timer_arm(&tls->thread->worker->timers, &tm, wake_at, self)) {
+	int armed = weft__timer_arm(&tls->thread->worker->timers, &tm, wake_at, self);
+	if (armed <= 0) {
 		weft__waker_drop(self);
-		return weft__wait_check(); /* already due: 0, or the scope's -ETIMEDOUT */
+		/* Already due: 0, or the scope's -ETIMEDOUT; or no memory. */
+		return armed < 0 ? armed : weft__wait_check();
 	}
 	for (;;) {
 		weft__task_park();
 		/* Either the timer fired, or we were woken early (a stale
 		   notification, a cancellation): only the clock says which. */
-		uint64_t now = weft_now_ns();
-		if (now >= deadline_ns) {
+		if (weft_now_ns() >= deadline_ns) {
 			weft__timer_cancel(&tm);
 			return 0;
 		}
@@ -130,10 +130,11 @@ int weft_sleep_until_ns(uint64_t deadline_ns)
 		/* A timer fires only once the clock passed wake_at, so a fired
 		   timer with neither deadline reached cannot happen; re-arm
 		   rather than sleep forever if it ever does. */
-		if (atomic_load_explicit(&tm.state, memory_order_relaxed) == WEFT__TIMER_FIRED) {
+		if (weft__timer_fired(&tm)) {
+			weft__timer_cancel(&tm);
 			self = weft__waker_self(NULL);
-			if (!weft__timer_arm(&weft__tls()->thread->worker->timers, &tm, wake_at,
-			                     self))
+			if (weft__timer_arm(&weft__tls()->thread->worker->timers, &tm, wake_at,
+			                    self) <= 0)
 				weft__waker_drop(self);
 		}
 	}

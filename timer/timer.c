@@ -1,20 +1,31 @@
 /*
- * Per-worker timers: a wheel behind a lock, armed by tasks, fired by the
- * worker. Protocol and time rounding in timer.h.
+ * Per-worker timers: a wheel of pooled nodes behind a lock, armed by tasks,
+ * fired by the worker. Protocol and time rounding in timer.h.
  *
  * The one race: a task whose timer is firing may be woken for another
  * reason (a cancellation, the event it waited for) and cancel the timer at
  * the same moment, on another worker. Both sides take the wheel's lock; the
- * firer marks the timer FIRED and wakes the waker while holding it, so the
- * canceller either removes a PENDING timer (and drops the waker itself) or
- * finds it FIRED with the firer done with it.
+ * firer marks the node FIRED and wakes the waker while holding it, so the
+ * canceller either removes a PENDING node (and drops the waker itself) or
+ * finds it FIRED with the firer done with it; either way the canceller
+ * frees the node.
  */
 #include "timer.h"
 
+#include <errno.h>
+#include <stdlib.h>
+
+#include "../runtime/fault.h"
 #include "../runtime/lock.h"
 #include "../runtime/wait.h"
 
 #define NS_PER_TICK 1000000ull
+#define CHUNK_NODES 256
+
+struct weft__timer_chunk {
+	struct weft__timer_chunk *next;
+	struct weft__timer_node nodes[CHUNK_NODES];
+};
 
 static uint64_t tick_ceil(const struct weft__timers *tm, uint64_t ns)
 {
@@ -37,47 +48,92 @@ void weft__timers_init(struct weft__timers *tm, uint64_t base_ns)
 	tm->base_ns = base_ns;
 	weft__wheel_init(&tm->wheel, 0);
 	atomic_init(&tm->next, WEFT__WHEEL_NEVER);
+	tm->free = NULL;
+	tm->chunks = NULL;
 }
 
 void weft__timers_destroy(struct weft__timers *tm)
 {
+	while (tm->chunks) {
+		struct weft__timer_chunk *c = tm->chunks;
+		tm->chunks = c->next;
+		free(c);
+	}
 	pthread_mutex_destroy(&tm->lock);
 }
 
-bool weft__timer_arm(struct weft__timers *tm, struct weft__timer *t, uint64_t deadline_ns,
-                     struct weft__waker w)
+/* Under the lock. */
+static struct weft__timer_node *node_alloc(struct weft__timers *tm)
+{
+	if (!tm->free) {
+		struct weft__timer_chunk *c =
+		        weft__fault(WEFT__FAULT_TIMER_ALLOC) ? NULL : malloc(sizeof *c);
+		if (!c)
+			return NULL;
+		c->next = tm->chunks;
+		tm->chunks = c;
+		for (unsigned i = 0; i < CHUNK_NODES; i++) {
+			c->nodes[i].free_next = tm->free;
+			tm->free = &c->nodes[i];
+		}
+	}
+	struct weft__timer_node *n = tm->free;
+	tm->free = n->free_next;
+	return n;
+}
+
+/* Under the lock. */
+static void node_free(struct weft__timers *tm, struct weft__timer_node *n)
+{
+	n->free_next = tm->free;
+	tm->free = n;
+}
+
+int weft__timer_arm(struct weft__timers *tm, struct weft__timer *t, uint64_t deadline_ns,
+                    struct weft__waker w)
 {
 	t->owner = tm;
-	t->waker = w;
-	t->e.when = tick_ceil(tm, deadline_ns);
+	t->node = NULL;
+	uint64_t when = tick_ceil(tm, deadline_ns);
 	pthread_mutex_lock(&tm->lock);
-	bool armed = weft__wheel_insert(&tm->wheel, &t->e);
-	if (armed) {
-		atomic_store_explicit(&t->state, WEFT__TIMER_PENDING, memory_order_relaxed);
-		if (t->e.when < atomic_load_explicit(&tm->next, memory_order_relaxed))
-			atomic_store_explicit(&tm->next, t->e.when, memory_order_relaxed);
+	if (when <= tm->wheel.elapsed) {
+		pthread_mutex_unlock(&tm->lock);
+		return 0;
 	}
+	struct weft__timer_node *n = node_alloc(tm);
+	if (!n) {
+		pthread_mutex_unlock(&tm->lock);
+		return -ENOMEM;
+	}
+	n->e.when = when;
+	n->waker = w;
+	atomic_store_explicit(&n->state, WEFT__TIMER_PENDING, memory_order_relaxed);
+	weft__wheel_insert(&tm->wheel, &n->e);
+	if (when < atomic_load_explicit(&tm->next, memory_order_relaxed))
+		atomic_store_explicit(&tm->next, when, memory_order_relaxed);
 	pthread_mutex_unlock(&tm->lock);
-	if (!armed)
-		atomic_store_explicit(&t->state, WEFT__TIMER_IDLE, memory_order_relaxed);
-	return armed;
+	t->node = n;
+	return 1;
 }
 
 bool weft__timer_cancel(struct weft__timer *t)
 {
-	if (atomic_load_explicit(&t->state, memory_order_relaxed) == WEFT__TIMER_IDLE)
+	struct weft__timer_node *n = t->node;
+	if (!n)
 		return false;
 	struct weft__timers *tm = t->owner;
 	pthread_mutex_lock(&tm->lock);
-	bool pending = atomic_load_explicit(&t->state, memory_order_relaxed) == WEFT__TIMER_PENDING;
+	bool pending = atomic_load_explicit(&n->state, memory_order_relaxed) == WEFT__TIMER_PENDING;
+	struct weft__waker w = n->waker;
 	if (pending) {
-		weft__wheel_remove(&tm->wheel, &t->e);
-		atomic_store_explicit(&t->state, WEFT__TIMER_IDLE, memory_order_relaxed);
+		weft__wheel_remove(&tm->wheel, &n->e);
 		publish_next(tm);
 	}
+	node_free(tm, n);
 	pthread_mutex_unlock(&tm->lock);
+	t->node = NULL;
 	if (pending)
-		weft__waker_drop(t->waker);
+		weft__waker_drop(w);
 	return pending;
 }
 
@@ -87,7 +143,7 @@ unsigned weft__timers_fire(struct weft__timers *tm, uint64_t now_ns)
 	pthread_mutex_lock(&tm->lock);
 	struct weft__wheel_entry *e = weft__wheel_advance(&tm->wheel, tick_floor(tm, now_ns));
 	while (e) {
-		struct weft__timer *t = (struct weft__timer *)e;
+		struct weft__timer_node *t = (struct weft__timer_node *)e;
 		e = e->next;
 		atomic_store_explicit(&t->state, WEFT__TIMER_FIRED, memory_order_relaxed);
 		weft__waker_wake(t->waker);

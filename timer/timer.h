@@ -7,11 +7,15 @@
  * wheel belongs to the worker's state (struct weft__worker), not its thread,
  * so a replacement thread can fire a stuck worker's timers.
  *
- * A timer is a struct weft__timer the caller owns, normally on a task's
- * stack. It may be cancelled from any worker (a task that migrated): the
- * cancel takes the owning wheel's lock. The firing worker marks a timer FIRED
- * and wakes its waker under the same lock, so once cancel returns, nobody
- * touches the timer's memory again.
+ * A timer is a handle the caller owns (struct weft__timer, normally on a
+ * task's stack) to a node in its wheel's pool. The nodes are packed in
+ * chunks per worker because the wheel walks them when it cascades and
+ * fires: 100,000 nodes on 100,000 task stacks would cost a TLB miss each.
+ * A timer may be cancelled from any worker (a task that migrated): the
+ * cancel takes the owning wheel's lock. The firing worker marks a node FIRED
+ * and wakes its waker under the same lock; only the owner's cancel frees
+ * the node, so nobody reads freed memory, and the owner can tell afterwards
+ * whether it fired.
  *
  * Time: ticks are whole milliseconds since the runtime's time base. A
  * deadline in ns becomes the first tick not before it (rounded up), and the
@@ -31,35 +35,59 @@
 
 #define WEFT__NO_DEADLINE UINT64_MAX
 
-enum { WEFT__TIMER_IDLE, WEFT__TIMER_PENDING, WEFT__TIMER_FIRED };
+enum { WEFT__TIMER_PENDING = 1, WEFT__TIMER_FIRED };
+
+#define WEFT__TIMER_INIT                                                                           \
+	{                                                                                          \
+		NULL, NULL                                                                         \
+	}
 
 struct weft__timers;
 
-struct weft__timer {
+struct weft__timer_node {
 	struct weft__wheel_entry e;
-	struct weft__timers *owner;
-	_Atomic int state;
 	struct weft__waker waker;
+	_Atomic int state; /* PENDING or FIRED; written under the wheel's lock */
+	struct weft__timer_node *free_next;
 };
+
+/* The caller's handle: node is NULL when not armed. */
+struct weft__timer {
+	struct weft__timers *owner;
+	struct weft__timer_node *node;
+};
+
+struct weft__timer_chunk;
 
 struct weft__timers {
 	pthread_mutex_t lock;
 	struct weft__wheel wheel;
 	uint64_t base_ns;      /* tick 0, the runtime's time base */
 	_Atomic uint64_t next; /* tick of the next expiration, or WEFT__WHEEL_NEVER */
+	struct weft__timer_node *free;
+	struct weft__timer_chunk *chunks;
 };
 
 void weft__timers_init(struct weft__timers *tm, uint64_t base_ns);
 void weft__timers_destroy(struct weft__timers *tm);
 
 /* Arms t in tm to wake w at deadline_ns (absolute CLOCK_MONOTONIC). Returns
-   false, arming nothing and keeping w, when the deadline has passed. */
-bool weft__timer_arm(struct weft__timers *tm, struct weft__timer *t, uint64_t deadline_ns,
-                     struct weft__waker w);
+   1 when armed; 0 when the deadline has passed, and -ENOMEM when no node
+   could be allocated: then nothing is armed and the caller keeps w. */
+int weft__timer_arm(struct weft__timers *tm, struct weft__timer *t, uint64_t deadline_ns,
+                    struct weft__waker w);
 
-/* Disarms t. True if it was pending (its waker was dropped); false if it
-   had fired (the waker was woken). Either way t is free on return. */
+/* Disarms t (a no-op if it is not armed). True if it was pending (its waker
+   was dropped); false if it had fired (the waker was woken) or was not
+   armed. */
 bool weft__timer_cancel(struct weft__timer *t);
+
+/* Whether armed t has fired (read after being woken). */
+static inline bool weft__timer_fired(const struct weft__timer *t)
+{
+	return t->node &&
+	       atomic_load_explicit(&t->node->state, memory_order_relaxed) == WEFT__TIMER_FIRED;
+}
 
 /* Fires every timer of tm due at now_ns; returns how many. */
 unsigned weft__timers_fire(struct weft__timers *tm, uint64_t now_ns);

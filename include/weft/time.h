@@ -30,7 +30,8 @@ uint64_t weft_now_ns(void);
 /* A wait: returns 0 once ms milliseconds have passed (never earlier; about
    1 ms of timer resolution later at most, on an idle runtime); -ECANCELED
    if the task is cancelled first; -ETIMEDOUT if an enclosing deadline scope
-   expires first. From a plain thread, sleeps the thread. */
+   expires first; -ENOMEM if no timer could be allocated. From a plain
+   thread, sleeps the thread. */
 int weft_sleep_ms(uint64_t ms);
 
 /* The same, until weft_now_ns() >= deadline_ns. */
