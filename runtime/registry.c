@@ -15,6 +15,8 @@
 
 #include "task.h"
 
+#define FREE_TAG 1u
+
 int weft__registry_init(struct weft__registry *r, unsigned nshards)
 {
 	unsigned n = 1;
@@ -25,7 +27,9 @@ int weft__registry_init(struct weft__registry *r, unsigned nshards)
 		return -ENOMEM;
 	for (unsigned i = 0; i < n; i++) {
 		weft__lock_init(&r->shards[i].lock);
-		r->shards[i].head = NULL;
+		r->shards[i].slots = NULL;
+		r->shards[i].cap = 0;
+		r->shards[i].free = 0;
 		r->shards[i].swept = false;
 	}
 	r->mask = n - 1;
@@ -36,37 +40,54 @@ void weft__registry_destroy(struct weft__registry *r)
 {
 	if (!r->shards)
 		return;
-	for (unsigned i = 0; i <= r->mask; i++)
+	for (unsigned i = 0; i <= r->mask; i++) {
 		pthread_mutex_destroy(&r->shards[i].lock);
+		free(r->shards[i].slots);
+	}
 	free(r->shards);
 	r->shards = NULL;
+}
+
+/* Doubles the shard's array, chaining the new slots into the free list. */
+static bool grow(struct weft__registry_shard *s)
+{
+	uint32_t cap = s->cap ? s->cap * 2 : 256;
+	uintptr_t *slots = realloc(s->slots, cap * sizeof *slots);
+	if (!slots)
+		return false;
+	for (uint32_t i = s->cap; i < cap; i++)
+		slots[i] = ((uintptr_t)(i + 1) << 1) | FREE_TAG;
+	s->slots = slots;
+	s->free = s->cap;
+	s->cap = cap;
+	return true;
 }
 
 bool weft__registry_insert(struct weft__registry *r, struct weft_task *t, unsigned hint)
 {
 	struct weft__registry_shard *s = &r->shards[hint & r->mask];
 	pthread_mutex_lock(&s->lock);
-	t->reg_shard = hint & r->mask;
-	t->reg_prev = NULL;
-	t->reg_next = s->head;
-	if (s->head)
-		s->head->reg_prev = t;
-	s->head = t;
+	bool ok = s->free < s->cap || grow(s);
+	if (ok) {
+		uint32_t i = s->free;
+		s->free = (uint32_t)(s->slots[i] >> 1);
+		s->slots[i] = (uintptr_t)t;
+		t->reg_shard = hint & r->mask;
+		t->reg_slot = i;
+	}
 	bool swept = s->swept;
 	pthread_mutex_unlock(&s->lock);
-	return !swept;
+	if (!ok)
+		atomic_store_explicit(&t->registered, false, memory_order_relaxed);
+	return ok && !swept;
 }
 
 void weft__registry_remove(struct weft__registry *r, struct weft_task *t)
 {
 	struct weft__registry_shard *s = &r->shards[t->reg_shard];
 	pthread_mutex_lock(&s->lock);
-	if (t->reg_prev)
-		t->reg_prev->reg_next = t->reg_next;
-	else
-		s->head = t->reg_next;
-	if (t->reg_next)
-		t->reg_next->reg_prev = t->reg_prev;
+	s->slots[t->reg_slot] = ((uintptr_t)s->free << 1) | FREE_TAG;
+	s->free = t->reg_slot;
 	pthread_mutex_unlock(&s->lock);
 }
 
@@ -76,8 +97,9 @@ void weft__registry_sweep(struct weft__registry *r)
 		struct weft__registry_shard *s = &r->shards[i];
 		pthread_mutex_lock(&s->lock);
 		s->swept = true;
-		for (struct weft_task *t = s->head; t; t = t->reg_next)
-			weft_cancel(t);
+		for (uint32_t k = 0; k < s->cap; k++)
+			if (!(s->slots[k] & FREE_TAG))
+				weft_cancel((struct weft_task *)s->slots[k]);
 		pthread_mutex_unlock(&s->lock);
 	}
 }
@@ -88,11 +110,15 @@ size_t weft__registry_report(struct weft__registry *r, int fd)
 	for (unsigned i = 0; i <= r->mask; i++) {
 		struct weft__registry_shard *s = &r->shards[i];
 		pthread_mutex_lock(&s->lock);
-		for (struct weft_task *t = s->head; t; t = t->reg_next, n++) {
+		for (uint32_t k = 0; k < s->cap; k++) {
+			if (s->slots[k] & FREE_TAG)
+				continue;
+			struct weft_task *t = (struct weft_task *)s->slots[k];
 			uint64_t st = weft__task_state(t);
 			dprintf(fd, "weft:   task %llu '%s' spawned at %s:%d is %s\n",
 			        (unsigned long long)t->id, t->name ? t->name : "", t->file, t->line,
 			        (st & WEFT__T_SCHEDULED) ? "running or ready" : "parked");
+			n++;
 		}
 		pthread_mutex_unlock(&s->lock);
 	}

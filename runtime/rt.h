@@ -27,6 +27,7 @@ struct weft_runtime {
 	struct weft__inject inject;
 	struct weft__idle idle;
 	struct weft__registry reg;
+	struct weft__stack_depot stacks;
 	_Atomic bool closed;   /* shutdown began: no spawns, every wait cancelled */
 	_Atomic bool stopping; /* workers exit once idle */
 

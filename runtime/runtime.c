@@ -124,6 +124,7 @@ static void free_runtime_memory(struct weft_runtime *rt)
 			pthread_mutex_destroy(&rt->threads[i].inbox_lock);
 	}
 	weft__registry_destroy(&rt->reg);
+	weft__stack_depot_destroy(&rt->stacks);
 	weft__idle_destroy(&rt->idle);
 	weft__inject_destroy(&rt->inject);
 	pthread_mutex_destroy(&rt->shutdown_lock);
@@ -180,6 +181,7 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
 	rt->nworkers = c.workers;
 	rt->spin_ns = c.spin_us == WEFT_DISABLED ? 0 : (uint64_t)c.spin_us * 1000;
 	rt->time_base_ns = weft_now_ns();
+	weft__stack_depot_init(&rt->stacks, c.stack_size);
 	pthread_mutex_init(&rt->shutdown_lock, NULL);
 	weft__inject_init(&rt->inject);
 	rt->workers = aligned_alloc(64, sizeof(struct weft__worker) * c.workers);
@@ -201,7 +203,7 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
 		w->index = i;
 		w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
 		w->gq_countdown = c.global_queue_interval;
-		weft__stack_pool_init(&w->stacks, c.stack_size, WEFT__STACK_POOL_FLOOR);
+		weft__stack_pool_init(&w->stacks, &rt->stacks);
 		weft__timers_init(&w->timers, rt->time_base_ns);
 
 		struct weft__thread *th = &rt->threads[i];

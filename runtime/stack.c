@@ -12,14 +12,17 @@
  * -fstack-clash-protection so a large frame probes page by page and cannot
  * jump over the guard.
  *
- * Pool. Each worker keeps a LIFO of free stacks of the runtime's default
- * size: the next task gets the most recently used, cache-hot stack. Mapping
- * a stack costs ~4 us here (mmap, guard, first page fault) and unmapping
- * another 4, so a burst of many parked tasks -- 100,000 sleepers -- must not
- * pay that again on every burst: the pool keeps what bursts needed, and a
- * trim, run by the worker about once a second, unmaps the stacks that sat in
- * the pool through the whole interval, beyond a floor of 128. Stacks of
- * other sizes are never pooled.
+ * Pools. Each worker keeps a LIFO cache of up to 256 free stacks of the
+ * runtime's default size -- the next task gets the most recently used,
+ * cache-hot stack -- and exchanges batches of 64 with the runtime's depot.
+ * Mapping a stack costs ~4 us here (mmap, guard, first page fault) and
+ * unmapping another 4, so a burst of many parked tasks -- 100,000 sleepers
+ * -- must not pay that again on every burst: the depot keeps what bursts
+ * needed, and a trim, run by the workers about once a second, unmaps the
+ * stacks that sat in the depot through the whole interval. Stacks finish on
+ * whichever worker ran their task last, so without the depot one worker's
+ * cache would fill while another kept mapping. Stacks of other sizes are
+ * never pooled.
  */
 #include "stack.h"
 
@@ -34,6 +37,7 @@
 #include <unistd.h>
 
 #include "fault.h"
+#include "lock.h"
 
 #ifndef MADV_GUARD_INSTALL
 #define MADV_GUARD_INSTALL 102 /* Linux 6.13; Debian 12's headers lack it */
@@ -128,17 +132,6 @@ static void stack_unmap(struct weft__stack *s)
 	munmap(s->map, s->map_len);
 }
 
-static bool grow(struct weft__stack_pool *p)
-{
-	size_t cap = p->cap ? p->cap * 2 : 64;
-	struct weft__stack **items = realloc(p->items, cap * sizeof *items);
-	if (!items)
-		return false;
-	p->items = items;
-	p->cap = cap;
-	return true;
-}
-
 bool weft__stack_guard_hit(const struct weft__stack *s, const void *addr)
 {
 	uintptr_t a = (uintptr_t)addr, lo = (uintptr_t)s->map;
@@ -150,57 +143,138 @@ bool weft__stack_guard_is_madvise(void)
 	return atomic_load_explicit(&guard_mode, memory_order_relaxed) == GUARD_MADVISE;
 }
 
-void weft__stack_pool_init(struct weft__stack_pool *p, size_t size, size_t floor)
+void weft__stack_depot_init(struct weft__stack_depot *d, size_t size)
 {
-	p->items = NULL;
-	p->count = p->cap = p->low = 0;
-	p->floor = floor;
-	p->last_trim_ns = 0;
-	p->size = size;
-	p->page = page_size();
+	weft__lock_init(&d->lock);
+	d->items = NULL;
+	d->count = d->cap = d->low = 0;
+	atomic_init(&d->last_trim_ns, 0);
+	atomic_init(&d->held, 0);
+	d->size = size;
+	d->page = page_size();
+}
+
+void weft__stack_depot_destroy(struct weft__stack_depot *d)
+{
+	for (size_t i = 0; i < d->count; i++)
+		stack_unmap(d->items[i]);
+	free(d->items);
+	pthread_mutex_destroy(&d->lock);
+}
+
+void weft__stack_depot_trim(struct weft__stack_depot *d, uint64_t now_ns)
+{
+	if (now_ns - atomic_load_explicit(&d->last_trim_ns, memory_order_relaxed) <
+	    WEFT__STACK_TRIM_NS)
+		return;
+	if (pthread_mutex_trylock(&d->lock) != 0)
+		return; /* someone else is at it */
+	atomic_store_explicit(&d->last_trim_ns, now_ns, memory_order_relaxed);
+	/* The least recently deposited are at the bottom. */
+	size_t idle = d->low;
+	for (size_t i = 0; i < idle; i++)
+		stack_unmap(d->items[i]);
+	d->count -= idle;
+	memmove(d->items, d->items + idle, d->count * sizeof *d->items);
+	d->low = d->count;
+	atomic_store_explicit(&d->held, d->count, memory_order_relaxed);
+	pthread_mutex_unlock(&d->lock);
+}
+
+/* Moves up to WEFT__STACK_BATCH stacks from the depot into the cache. */
+static void refill(struct weft__stack_pool *p)
+{
+	struct weft__stack_depot *d = p->depot;
+	if (!weft__stack_depot_held(d))
+		return;
+	pthread_mutex_lock(&d->lock);
+	size_t n = d->count < WEFT__STACK_BATCH ? d->count : WEFT__STACK_BATCH;
+	d->count -= n;
+	memcpy(p->items + p->count, d->items + d->count, n * sizeof *d->items);
+	p->count += n;
+	if (d->count < d->low)
+		d->low = d->count;
+	atomic_store_explicit(&d->held, d->count, memory_order_relaxed);
+	pthread_mutex_unlock(&d->lock);
+}
+
+static bool depot_grow(struct weft__stack_depot *d, size_t need)
+{
+	if (need <= d->cap)
+		return true;
+	size_t cap = d->cap ? d->cap : 1024;
+	while (cap < need)
+		cap *= 2;
+	struct weft__stack **items = realloc(d->items, cap * sizeof *items);
+	if (!items)
+		return false;
+	d->items = items;
+	d->cap = cap;
+	return true;
+}
+
+/* Moves the cache's oldest WEFT__STACK_BATCH stacks into the depot (or back
+   to the OS if the depot cannot grow). */
+static void spill(struct weft__stack_pool *p)
+{
+	struct weft__stack_depot *d = p->depot;
+	size_t n = WEFT__STACK_BATCH;
+	pthread_mutex_lock(&d->lock);
+	if (depot_grow(d, d->count + n)) {
+		memcpy(d->items + d->count, p->items, n * sizeof *p->items);
+		d->count += n;
+	} else {
+		for (size_t i = 0; i < n; i++)
+			stack_unmap(p->items[i]);
+	}
+	atomic_store_explicit(&d->held, d->count, memory_order_relaxed);
+	pthread_mutex_unlock(&d->lock);
+	p->count -= n;
+	memmove(p->items, p->items + n, p->count * sizeof *p->items);
+}
+
+void weft__stack_pool_init(struct weft__stack_pool *p, struct weft__stack_depot *d)
+{
+	p->count = 0;
+	p->depot = d;
 }
 
 void weft__stack_pool_drain(struct weft__stack_pool *p)
 {
-	for (size_t i = 0; i < p->count; i++)
-		stack_unmap(p->items[i]);
-	free(p->items);
-	p->items = NULL;
-	p->count = p->cap = p->low = 0;
-}
-
-void weft__stack_pool_trim(struct weft__stack_pool *p, uint64_t now_ns)
-{
-	if (now_ns - p->last_trim_ns < WEFT__STACK_TRIM_NS)
-		return;
-	p->last_trim_ns = now_ns;
-	size_t idle = p->low > p->floor ? p->low - p->floor : 0;
-	/* The least recently used are at the bottom. */
-	for (size_t i = 0; i < idle; i++)
-		stack_unmap(p->items[i]);
-	p->count -= idle;
-	memmove(p->items, p->items + idle, p->count * sizeof *p->items);
-	p->low = p->count;
+	while (p->count >= WEFT__STACK_BATCH)
+		spill(p);
+	while (p->count)
+		stack_unmap(p->items[--p->count]);
 }
 
 struct weft__stack *weft__stack_get(struct weft__stack_pool *p, size_t size)
 {
-	if (p && size == p->size && p->count) {
-		struct weft__stack *s = p->items[--p->count];
-		if (p->count < p->low)
-			p->low = p->count;
-		return s;
+	if (p && size == p->depot->size) {
+		if (!p->count)
+			refill(p);
+		if (p->count) {
+			struct weft__stack *s = p->items[--p->count];
+			if (p->count) {
+				/* The next new task will start at the top of the
+				   next stack: fetch its lines now rather than miss
+				   then. */
+				char *next = (char *)p->items[p->count - 1];
+				__builtin_prefetch(next, 1);
+				__builtin_prefetch(next - 64, 1);
+			}
+			return s;
+		}
 	}
 	return stack_map(size);
 }
 
 void weft__stack_put(struct weft__stack_pool *p, struct weft__stack *s)
 {
-	if (p && s->size >= p->size && s->size < p->size + p->page) {
-		if (p->count < p->cap || grow(p)) {
-			p->items[p->count++] = s;
-			return;
-		}
+	if (p && s->size >= p->depot->size && s->size < p->depot->size + p->depot->page) {
+		if (p->count == WEFT__STACK_CACHE)
+			spill(p);
+		p->items[p->count++] = s;
+		return;
 	}
 	stack_unmap(s);
 }

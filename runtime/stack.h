@@ -9,6 +9,8 @@
 #ifndef WEFT_RUNTIME_STACK_H
 #define WEFT_RUNTIME_STACK_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -32,25 +34,47 @@ static inline void *weft__stack_lo(const struct weft__stack *s)
    may skip a little further down). */
 bool weft__stack_guard_hit(const struct weft__stack *s, const void *addr);
 
-/* A worker's free stacks, most recently used last. The pool grows to what
-   bursts need; stacks that then sit unused through a whole trim interval,
-   beyond a floor, go back to the OS (weft__stack_pool_trim). */
-struct weft__stack_pool {
-	struct weft__stack **items;
+/* Free stacks live in two tiers, the shape of jemalloc's thread caches and
+   arenas: each worker keeps a small cache it alone touches, and spills to or
+   refills from the runtime's shared depot in batches. The depot grows to what
+   bursts need and gives back to the OS the stacks that sat in it through a
+   whole trim interval. */
+#define WEFT__STACK_CACHE 256 /* a worker's own free stacks */
+#define WEFT__STACK_BATCH 64  /* moved between a cache and the depot at once */
+
+struct weft__stack_depot {
+	pthread_mutex_t lock;
+	struct weft__stack **items; /* most recently deposited last */
 	size_t count, cap;
-	size_t low;   /* fewest stacks pooled since the last trim */
-	size_t floor; /* never trimmed below this */
-	uint64_t last_trim_ns;
-	size_t size; /* usable size of pooled stacks */
+	size_t low; /* fewest stacks held since the last trim */
+	_Atomic uint64_t last_trim_ns;
+	_Atomic size_t held; /* count, readable without the lock */
+	size_t size;         /* usable size of the stacks it keeps */
 	size_t page;
 };
 
-void weft__stack_pool_init(struct weft__stack_pool *p, size_t size, size_t floor);
-void weft__stack_pool_drain(struct weft__stack_pool *p);
+struct weft__stack_pool {
+	struct weft__stack *items[WEFT__STACK_CACHE]; /* most recently used last */
+	size_t count;
+	struct weft__stack_depot *depot;
+};
 
-/* Unmaps the stacks that stayed in the pool since the last trim, beyond the
-   floor, if a trim interval has passed since then. */
-void weft__stack_pool_trim(struct weft__stack_pool *p, uint64_t now_ns);
+void weft__stack_depot_init(struct weft__stack_depot *d, size_t size);
+void weft__stack_depot_destroy(struct weft__stack_depot *d);
+
+/* Unmaps the stacks that stayed in the depot since the last trim, if a trim
+   interval has passed since then; cheap to call often. */
+void weft__stack_depot_trim(struct weft__stack_depot *d, uint64_t now_ns);
+
+static inline size_t weft__stack_depot_held(struct weft__stack_depot *d)
+{
+	return atomic_load_explicit(&d->held, memory_order_relaxed);
+}
+
+void weft__stack_pool_init(struct weft__stack_pool *p, struct weft__stack_depot *d);
+
+/* Returns the cache's stacks to the depot. */
+void weft__stack_pool_drain(struct weft__stack_pool *p);
 
 /* A stack with at least `size` usable bytes; NULL when the OS refuses. */
 struct weft__stack *weft__stack_get(struct weft__stack_pool *p, size_t size);

@@ -48,8 +48,14 @@ void weft__task_wake(struct weft_task *t)
 		}
 	} while (!atomic_compare_exchange_weak_explicit(
 	        &t->state, &prev, next, memory_order_acq_rel, memory_order_acquire));
-	if (!(prev & WEFT__T_SCHEDULED))
+	if (!(prev & WEFT__T_SCHEDULED)) {
+		/* It will run soon, most likely on this worker: start fetching
+		   the frame it resumes from (a cold stack page, otherwise a
+		   cache and TLB miss at the switch). */
+		if (t->stack)
+			__builtin_prefetch(t->fiber.sp);
 		weft__task_schedule(t, WEFT__SCHED_WAKE);
+	}
 }
 
 /* Counts a spawn made on a worker (before the task can run, so that shutdown

@@ -102,8 +102,8 @@ struct weft_task {
 	const char *name;
 	const char *file;
 	int line;
-	unsigned reg_shard;
-	struct weft_task *reg_prev, *reg_next;
+	uint32_t reg_shard; /* where the registry keeps it */
+	uint32_t reg_slot;
 };
 
 static inline uint64_t weft__task_state(struct weft_task *t)

@@ -307,7 +307,7 @@ struct weft_task *weft__next_runnable(struct weft__thread *th)
 	poll_timers(w);
 	if (--w->gq_countdown == 0) {
 		w->gq_countdown = rt->cfg.global_queue_interval;
-		weft__stack_pool_trim(&w->stacks, weft_now_ns());
+		weft__stack_depot_trim(&rt->stacks, weft_now_ns());
 		if ((t = inbox_pop(th)) || (t = take_injected(rt, w, true)))
 			return t;
 	}
@@ -397,7 +397,7 @@ static bool work_visible(struct weft_runtime *rt)
 }
 
 /* Sleeps until woken, or until this worker's next timer is due (or, while
-   its stack pool holds more than the floor, for at most a trim interval). */
+   the stack depot holds stacks, for at most a trim interval). */
 static void sleep_until_woken(struct weft__thread *th)
 {
 	struct weft_runtime *rt = th->rt;
@@ -415,10 +415,9 @@ static void sleep_until_woken(struct weft__thread *th)
 	atomic_store_explicit(&th->worker->parks, th->worker->parks + 1, memory_order_relaxed);
 	for (;;) {
 		uint64_t now = weft_now_ns();
-		weft__stack_pool_trim(&th->worker->stacks, now);
+		weft__stack_depot_trim(&rt->stacks, now);
 		uint64_t wait_ns = weft__timers_wait_ns(timers, now);
-		if (th->worker->stacks.count > th->worker->stacks.floor &&
-		    wait_ns > WEFT__STACK_TRIM_NS)
+		if (weft__stack_depot_held(&rt->stacks) && wait_ns > WEFT__STACK_TRIM_NS)
 			wait_ns = WEFT__STACK_TRIM_NS; /* wake to give idle stacks back */
 		if (wait_ns == 0 && weft__idle_take_sleeper(&rt->idle, th->index))
 			return; /* a timer is due: back to the loop, which fires it */

@@ -27,11 +27,10 @@
 struct weft_runtime;
 struct weft_task;
 
-#define WEFT__LIFO_MAX_RUNS 3      /* consecutive LIFO-slot runs before fairness */
-#define WEFT__TASK_CACHE_MAX 256   /* freed task headers kept per worker */
-#define WEFT__STACK_POOL_FLOOR 128 /* stacks a worker keeps however long unused */
-#define WEFT__REFILL_BELOW 16      /* top the local queue up from the injector below this */
-#define WEFT__INJECT_HEADROOM 32   /* local queue slots an injector batch leaves free */
+#define WEFT__LIFO_MAX_RUNS 3    /* consecutive LIFO-slot runs before fairness */
+#define WEFT__TASK_CACHE_MAX 256 /* freed task headers kept per worker */
+#define WEFT__REFILL_BELOW 16    /* top the local queue up from the injector below this */
+#define WEFT__INJECT_HEADROOM 32 /* local queue slots an injector batch leaves free */
 
 struct weft__worker {
 	struct weft__lqueue lq; /* stealable */
