@@ -117,7 +117,13 @@ int weft_sleep_until_ns(uint64_t deadline_ns)
 	}
 	for (;;) {
 		weft__task_park();
-		/* Either the timer fired, or we were woken early (a stale
+		/* Our own timer fired: the deadline has passed (a timer fires only
+		   once the clock reached it), no need to read the clock. */
+		if (wake_at == deadline_ns && weft__timer_fired(&tm)) {
+			weft__timer_cancel(&tm);
+			return 0;
+		}
+		/* Else the scope's timer fired, or we were woken early (a stale
 		   notification, a cancellation): only the clock says which. */
 		if (weft_now_ns() >= deadline_ns) {
 			weft__timer_cancel(&tm);
