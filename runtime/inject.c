@@ -58,6 +58,14 @@ void weft__inject_push(struct weft__inject *q, struct weft_task *t)
 	pthread_mutex_unlock(&q->lock);
 }
 
+void weft__inject_push_last(struct weft__inject *q, struct weft_task *t)
+{
+	pthread_mutex_lock(&q->lock);
+	fifo_append(&q->fresh, t, t);
+	add_len(q, 1);
+	pthread_mutex_unlock(&q->lock);
+}
+
 void weft__inject_push_batch(struct weft__inject *q, const struct weft__batch *b)
 {
 	/* Split the batch by kind, keeping each kind's order, before locking. */

@@ -41,6 +41,9 @@ struct weft__inject {
 void weft__inject_init(struct weft__inject *q);
 void weft__inject_destroy(struct weft__inject *q);
 void weft__inject_push(struct weft__inject *q, struct weft_task *t);
+
+/* Pushes t behind everything, started or not: for a task that yielded. */
+void weft__inject_push_last(struct weft__inject *q, struct weft_task *t);
 void weft__inject_push_batch(struct weft__inject *q, const struct weft__batch *b);
 
 /* Pushes a task spawned outside the workers and counts it, unless the

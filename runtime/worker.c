@@ -217,7 +217,7 @@ void weft__requeue_yielded(struct weft__thread *th, struct weft_task *t)
 {
 	struct weft_runtime *rt = th->rt;
 	if (!t->pinned_to && weft__inject_len(&rt->inject) >= WEFT__LQ_CAP) {
-		weft__inject_push(&rt->inject, t);
+		weft__inject_push_last(&rt->inject, t);
 		weft__notify_one(rt);
 		return;
 	}
