@@ -71,6 +71,8 @@ static void block_task(struct weft__tls *tls, struct weft_task *t)
 		weft__task_park();
 		return;
 	}
+	if (weft__mono_ns() >= dl)
+		return; /* past: the caller's check reports it */
 	struct weft__timer tm = WEFT__TIMER_INIT;
 	struct weft__waker self = weft__waker_self(NULL);
 	int armed = weft__timer_arm(&tls->thread->worker->timers, &tm, dl, self);
@@ -181,7 +183,7 @@ int weft__wait_enter(void)
 {
 	struct weft_task *t = weft__tls()->task;
 	if (!t)
-		return 0;
+		return weft__wait_check(); /* a plain thread: its deadline scope */
 	int rc = check_task(t);
 	if (rc)
 		return rc;

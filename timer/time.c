@@ -105,6 +105,10 @@ int weft_sleep_until_ns(uint64_t deadline_ns)
 	int rc = weft__wait_enter();
 	if (rc)
 		return rc;
+	/* The wheel's clock is only as fresh as its last advance: a deadline
+	   just passed would look ahead of it, and we would park for nothing. */
+	if (weft_now_ns() >= deadline_ns)
+		return 0;
 	struct weft__timer tm = WEFT__TIMER_INIT;
 	uint64_t scope = weft__deadline_in_force(t->scope, t->shield_depth);
 	uint64_t wake_at = deadline_ns < scope ? deadline_ns : scope;
