@@ -172,10 +172,12 @@ void weft__stack_depot_trim(struct weft__stack_depot *d, uint64_t now_ns)
 	atomic_store_explicit(&d->last_trim_ns, now_ns, memory_order_relaxed);
 	/* The least recently deposited are at the bottom. */
 	size_t idle = d->low;
-	for (size_t i = 0; i < idle; i++)
-		stack_unmap(d->items[i]);
-	d->count -= idle;
-	memmove(d->items, d->items + idle, d->count * sizeof *d->items);
+	if (idle) {
+		for (size_t i = 0; i < idle; i++)
+			stack_unmap(d->items[i]);
+		d->count -= idle;
+		memmove(d->items, d->items + idle, d->count * sizeof *d->items);
+	}
 	d->low = d->count;
 	atomic_store_explicit(&d->held, d->count, memory_order_relaxed);
 	pthread_mutex_unlock(&d->lock);

@@ -73,10 +73,16 @@ void weft_deadline_pop(weft_deadline *d)
 	struct weft_deadline **top = scope_top(&shield);
 	if (*top != d) {
 		struct weft_task *t = weft__tls()->task;
-		fprintf(stderr,
-		        "weft: weft_deadline_pop of a scope that is not the innermost one "
-		        "(pop scopes in reverse order)%s%s\n",
-		        t ? " in a task spawned at " : "", t ? t->file : "");
+		if (t)
+			fprintf(stderr,
+			        "weft: weft_deadline_pop of a scope that is not the innermost one, "
+			        "in "
+			        "task %llu '%s' (spawned at %s:%d): pop scopes in reverse order\n",
+			        (unsigned long long)t->id, t->name ? t->name : "", t->file,
+			        t->line);
+		else
+			fprintf(stderr, "weft: weft_deadline_pop of a scope that is not the "
+			                "innermost one: pop scopes in reverse order\n");
 		abort();
 	}
 	*top = d->outer;
