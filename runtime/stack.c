@@ -15,14 +15,21 @@
  * Pools. Each worker keeps a LIFO cache of up to 256 free stacks of the
  * runtime's default size -- the next task gets the most recently used,
  * cache-hot stack -- and exchanges batches of 64 with the runtime's depot.
- * Mapping a stack costs ~4 us here (mmap, guard, first page fault) and
- * unmapping another 4, so a burst of many parked tasks -- 100,000 sleepers
- * -- must not pay that again on every burst: the depot keeps what bursts
+ * Mapping a stack costs ~4.7 us here alone (mmap 1.4, guard 1.2, first
+ * page fault 2.1), so a burst of many parked tasks -- 100,000 sleepers --
+ * must not pay that again on every burst: the depot keeps what bursts
  * needed, and a trim, run by the workers about once a second, unmaps the
  * stacks that sat in the depot through the whole interval. Stacks finish on
  * whichever worker ran their task last, so without the depot one worker's
  * cache would fill while another kept mapping. Stacks of other sizes are
  * never pooled.
+ *
+ * Batches. mmap and munmap take the process's mmap lock for writing, and
+ * page faults of the other workers wait behind it (and it behind them): two
+ * workers mapping a stack per call spent 10-20 us each. So an empty cache is
+ * refilled with WEFT__STACK_MAP_BATCH stacks from one mmap, and stacks go
+ * back with one munmap per run of neighbours. Each stack remains its own
+ * range, [map, map + map_len), so any subset can be unmapped.
  */
 #include "stack.h"
 
@@ -97,26 +104,9 @@ static bool install_guard(char *map, size_t len)
 	return false;
 }
 
-static struct weft__stack *stack_map(size_t size)
+/* Writes the descriptor of the stack occupying [map, map + len). */
+static struct weft__stack *describe(char *map, size_t len, size_t guard)
 {
-	if (weft__fault(WEFT__FAULT_STACK_ALLOC)) {
-		errno = ENOMEM;
-		return NULL;
-	}
-	size_t page = page_size();
-	size_t guard = atomic_load_explicit(&guard_mode, memory_order_relaxed) == GUARD_MPROTECT
-	                       ? page
-	                       : GUARD_MADVISE_LEN;
-	size_t body = round_up(size + sizeof(struct weft__stack) + 64, page);
-	size_t len = guard + body;
-	char *map = mmap(NULL, len, PROT_READ | PROT_WRITE,
-	                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
-	if (map == MAP_FAILED)
-		return NULL;
-	if (!install_guard(map, guard)) {
-		munmap(map, len);
-		return NULL;
-	}
 	uintptr_t desc = ((uintptr_t)(map + len) - sizeof(struct weft__stack)) & ~(uintptr_t)63;
 	struct weft__stack *s = (struct weft__stack *)desc;
 	s->next = NULL;
@@ -125,6 +115,63 @@ static struct weft__stack *stack_map(size_t size)
 	s->guard_len = guard;
 	s->size = (size_t)((char *)s - (map + guard));
 	return s;
+}
+
+/* Maps up to n stacks of `size` usable bytes side by side with one mmap and
+   stores them in out[]; returns how many (0 when the OS refuses, errno set).
+   Each stack stays its own range, unmapped on its own or with neighbours
+   (stack_unmap_many). */
+static size_t stack_map_many(size_t size, struct weft__stack **out, size_t n)
+{
+	if (weft__fault(WEFT__FAULT_STACK_ALLOC)) {
+		errno = ENOMEM;
+		return 0;
+	}
+	size_t page = page_size();
+	size_t guard = atomic_load_explicit(&guard_mode, memory_order_relaxed) == GUARD_MPROTECT
+	                       ? page
+	                       : GUARD_MADVISE_LEN;
+	size_t len = guard + round_up(size + sizeof(struct weft__stack) + 64, page);
+	char *map = mmap(NULL, len * n, PROT_READ | PROT_WRITE,
+	                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+	if (map == MAP_FAILED)
+		return n > 1 ? stack_map_many(size, out, 1) : 0;
+	size_t i;
+	for (i = 0; i < n; i++) {
+		char *m = map + i * len;
+		if (!install_guard(m, guard)) {
+			int err = errno;
+			munmap(m, (n - i) * len);
+			errno = err;
+			break;
+		}
+		out[i] = describe(m, len, guard);
+	}
+	return i;
+}
+
+static int by_address(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t)(*(struct weft__stack *const *)a)->map;
+	uintptr_t y = (uintptr_t)(*(struct weft__stack *const *)b)->map;
+	return x < y ? -1 : x > y;
+}
+
+/* Unmaps n stacks (reordering s[]), one munmap per run of adjacent ones:
+   stacks mapped together usually go back together, and each munmap takes
+   the process's mmap lock for writing. */
+static void stack_unmap_many(struct weft__stack **s, size_t n)
+{
+	if (n > 1)
+		qsort(s, n, sizeof *s, by_address); /* s may be NULL when n is 0 */
+	for (size_t i = 0; i < n;) {
+		char *lo = s[i]->map, *hi = lo + s[i]->map_len;
+		size_t j = i + 1;
+		for (; j < n && s[j]->map == hi; j++)
+			hi += s[j]->map_len;
+		munmap(lo, (size_t)(hi - lo));
+		i = j;
+	}
 }
 
 static void stack_unmap(struct weft__stack *s)
@@ -156,8 +203,7 @@ void weft__stack_depot_init(struct weft__stack_depot *d, size_t size)
 
 void weft__stack_depot_destroy(struct weft__stack_depot *d)
 {
-	for (size_t i = 0; i < d->count; i++)
-		stack_unmap(d->items[i]);
+	stack_unmap_many(d->items, d->count);
 	free(d->items);
 	pthread_mutex_destroy(&d->lock);
 }
@@ -173,8 +219,7 @@ void weft__stack_depot_trim(struct weft__stack_depot *d, uint64_t now_ns)
 	/* The least recently deposited are at the bottom. */
 	size_t idle = d->low;
 	if (idle) {
-		for (size_t i = 0; i < idle; i++)
-			stack_unmap(d->items[i]);
+		stack_unmap_many(d->items, idle);
 		d->count -= idle;
 		memmove(d->items, d->items + idle, d->count * sizeof *d->items);
 	}
@@ -226,8 +271,7 @@ static void spill(struct weft__stack_pool *p)
 		memcpy(d->items + d->count, p->items, n * sizeof *p->items);
 		d->count += n;
 	} else {
-		for (size_t i = 0; i < n; i++)
-			stack_unmap(p->items[i]);
+		stack_unmap_many(p->items, n);
 	}
 	atomic_store_explicit(&d->held, d->count, memory_order_relaxed);
 	pthread_mutex_unlock(&d->lock);
@@ -245,8 +289,8 @@ void weft__stack_pool_drain(struct weft__stack_pool *p)
 {
 	while (p->count >= WEFT__STACK_BATCH)
 		spill(p);
-	while (p->count)
-		stack_unmap(p->items[--p->count]);
+	stack_unmap_many(p->items, p->count);
+	p->count = 0;
 }
 
 struct weft__stack *weft__stack_get(struct weft__stack_pool *p, size_t size)
@@ -266,8 +310,15 @@ struct weft__stack *weft__stack_get(struct weft__stack_pool *p, size_t size)
 			}
 			return s;
 		}
+		/* The cache is empty: fill part of it with one mapping. */
+		size_t n = stack_map_many(size, p->items, WEFT__STACK_MAP_BATCH);
+		if (!n)
+			return NULL;
+		p->count = n - 1;
+		return p->items[n - 1];
 	}
-	return stack_map(size);
+	struct weft__stack *s;
+	return stack_map_many(size, &s, 1) ? s : NULL;
 }
 
 void weft__stack_put(struct weft__stack_pool *p, struct weft__stack *s)

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -290,4 +291,75 @@ Test(stack, finished_tasks_stack_is_reused, .timeout = 300)
 	}
 	cr_assert_eq(weft_runtime_shutdown(rt, -1), 0);
 	weft_runtime_free(rt);
+}
+
+/* ------------------------------------------- batched mapping, unmapping */
+
+/* Whether reading addr faults (the kernel answers EFAULT copying from it). */
+static bool read_faults(const void *addr)
+{
+	int fds[2];
+	cr_assert_eq(pipe(fds), 0);
+	bool faults = write(fds[1], addr, 1) < 0 && errno == EFAULT;
+	close(fds[0]);
+	close(fds[1]);
+	return faults;
+}
+
+/* Whether any page of [addr, addr + len) is still mapped. */
+static bool still_mapped(const char *addr, size_t len)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	for (size_t off = 0; off < len; off += page) {
+		unsigned char v;
+		if (mincore((void *)(addr + off), 1, &v) == 0 || errno != ENOMEM)
+			return true;
+	}
+	return false;
+}
+
+Test(stack, stacks_mapped_together_are_separate_and_all_unmapped, .timeout = 300)
+{
+	/* More than three of the pool's mapping batches, so stacks of one
+	   mmap and of different ones mix. */
+	enum { N = 3 * WEFT__STACK_MAP_BATCH + 5 };
+	const size_t size = 64 * 1024;
+	static struct weft__stack_depot depot;
+	static struct weft__stack_pool pool;
+	static struct weft__stack *s[N];
+	static char *map[N];
+	static size_t len[N];
+	weft__stack_depot_init(&depot, size);
+	weft__stack_pool_init(&pool, &depot);
+	for (int i = 0; i < N; i++) {
+		s[i] = weft__stack_get(&pool, size);
+		cr_assert_not_null(s[i], "stack %d: %s", i, strerror(errno));
+		cr_assert_geq(s[i]->size, size);
+		char *lo = weft__stack_lo(s[i]);
+		lo[0] = (char)i; /* both ends usable */
+		lo[s[i]->size - 1] = (char)i;
+		cr_assert(read_faults(s[i]->map + s[i]->guard_len - 1),
+		          "stack %d has no guard below it", i);
+		map[i] = s[i]->map;
+		len[i] = s[i]->map_len;
+	}
+	for (int i = 0; i < N; i++) {
+		char *lo = weft__stack_lo(s[i]);
+		cr_assert(lo[0] == (char)i && lo[s[i]->size - 1] == (char)i,
+		          "stack %d shares memory with another", i);
+	}
+
+	/* Back to the pool, the pool to the depot (what does not make a whole
+	   batch is unmapped), then two trims: the second unmaps what sat in
+	   the depot through the first interval. */
+	for (int i = 0; i < N; i++)
+		weft__stack_put(&pool, s[i]);
+	weft__stack_pool_drain(&pool);
+	uint64_t now = test_now_ns();
+	weft__stack_depot_trim(&depot, now + WEFT__STACK_TRIM_NS);
+	weft__stack_depot_trim(&depot, now + 2 * WEFT__STACK_TRIM_NS);
+	cr_assert_eq(weft__stack_depot_held(&depot), 0);
+	for (int i = 0; i < N; i++)
+		cr_assert_not(still_mapped(map[i], len[i]), "stack %d was not unmapped", i);
+	weft__stack_depot_destroy(&depot);
 }
