@@ -39,8 +39,8 @@ bool weft__stack_guard_hit(const struct weft__stack *s, const void *addr);
    refills from the runtime's shared depot in batches. The depot grows to what
    bursts need and gives back to the OS the stacks that sat in it through a
    whole trim interval. */
-#define WEFT__STACK_CACHE 256 /* a worker's own free stacks */
-#define WEFT__STACK_BATCH 64  /* moved between a cache and the depot at once */
+#define WEFT__STACK_CACHE 256    /* a worker's own free stacks */
+#define WEFT__STACK_BATCH 64     /* moved between a cache and the depot at once */
 #define WEFT__STACK_MAP_BATCH 32 /* pooled stacks mapped with one mmap */
 
 struct weft__stack_depot {
