@@ -1,6 +1,6 @@
 /*
  * Helpers shared by the tests: the size scale for heavy tests, a runtime per
- * test, and small waiting utilities.
+ * test, small waiting utilities, a leak check and a pseudo-random sequence.
  */
 #ifndef WEFT_TESTS_COMMON_H
 #define WEFT_TESTS_COMMON_H
@@ -88,6 +88,30 @@ static inline int test_run_in_child(int (*fn)(void), char *buf, size_t cap)
 	close(fds[0]);
 	int status;
 	return waitpid(pid, &status, 0) == pid ? status : -1;
+}
+
+/* Leaks LeakSanitizer finds now, when it is linked in (ASan builds); 0
+   otherwise. A leak reported only at exit would not fail a Criterion test. */
+int __lsan_do_recoverable_leak_check(void) __attribute__((weak));
+
+static inline int test_leaks_found(void)
+{
+	return __lsan_do_recoverable_leak_check ? __lsan_do_recoverable_leak_check() : 0;
+}
+
+#ifdef cr_assert_eq
+#define assert_no_leaks() cr_assert_eq(test_leaks_found(), 0, "memory leaked (see stderr)")
+#endif
+
+/* xorshift64*: the next value of the sequence kept in *s (never 0). */
+static inline uint64_t test_rng_next(uint64_t *s)
+{
+	uint64_t x = *s;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*s = x;
+	return x * 0x2545F4914F6CDD1Dull;
 }
 
 #endif

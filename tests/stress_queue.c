@@ -117,16 +117,6 @@ static void take(struct consumer *c, struct weft_task *t)
 		flush_returns(c);
 }
 
-static uint64_t rng_next(uint64_t *s)
-{
-	uint64_t x = *s;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * 0x2545F4914F6CDD1Dull;
-}
-
 /* Checks an overflow batch before it leaves the owner's hands. */
 static void check_batch(const struct weft__batch *b)
 {
@@ -177,7 +167,7 @@ static void *owner_main(void *arg)
 
 	while (next_id < total && !atomic_load(&failed)) {
 		/* A burst of pushes, often larger than the ring. */
-		unsigned burst = 1 + (unsigned)(rng_next(&rng) % 400);
+		unsigned burst = 1 + (unsigned)(test_rng_next(&rng) % 400);
 		for (unsigned k = 0; k < burst && next_id < total; k++) {
 			if (!local_free) {
 				/* Own returns first, then the shared pool. */
@@ -211,7 +201,7 @@ static void *owner_main(void *arg)
 			}
 		}
 		/* Pop a few of our own, sometimes from the injector too. */
-		unsigned pops = (unsigned)(rng_next(&rng) % 200);
+		unsigned pops = (unsigned)(test_rng_next(&rng) % 200);
 		for (unsigned k = 0; k < pops; k++) {
 			struct weft_task *t = weft__lq_pop(q);
 			if (!t)
@@ -219,9 +209,9 @@ static void *owner_main(void *arg)
 			st->pops++;
 			take(&c, t);
 		}
-		if (rng_next(&rng) % 8 == 0)
+		if (test_rng_next(&rng) % 8 == 0)
 			take_injected(&c, q, st);
-		if (rng_next(&rng) % 16 == 0)
+		if (test_rng_next(&rng) % 16 == 0)
 			sched_yield(); /* let the thieves find a full queue */
 	}
 	atomic_store(&producer_done, 1);
@@ -274,8 +264,8 @@ static void *thief_main(void *arg)
 	while (!atomic_load(&failed)) {
 		/* Mostly the owner's queue; sometimes another thief's. */
 		unsigned victim = 0;
-		if (rng_next(&rng) % 4 == 0) {
-			victim = 1 + (unsigned)(rng_next(&rng) % NTHIEVES);
+		if (test_rng_next(&rng) % 4 == 0) {
+			victim = 1 + (unsigned)(test_rng_next(&rng) % NTHIEVES);
 			if (victim == me)
 				victim = 0;
 		}
@@ -292,7 +282,7 @@ static void *thief_main(void *arg)
 		}
 		/* Work through part of our own queue; leave the rest for other
 		   thieves. */
-		unsigned pops = (unsigned)(rng_next(&rng) % 48);
+		unsigned pops = (unsigned)(test_rng_next(&rng) % 48);
 		for (unsigned k = 0; k < pops; k++) {
 			struct weft_task *x = weft__lq_pop(own);
 			if (!x)
@@ -301,7 +291,7 @@ static void *thief_main(void *arg)
 			take(&c, x);
 			progress = true;
 		}
-		if (rng_next(&rng) % 4 == 0 && take_injected(&c, own, st))
+		if (test_rng_next(&rng) % 4 == 0 && take_injected(&c, own, st))
 			progress = true;
 
 		if (!atomic_load(&producer_done) || progress)

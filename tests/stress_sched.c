@@ -62,16 +62,6 @@ static inline void tick(void)
 	atomic_fetch_add_explicit(&progress, 1, memory_order_relaxed);
 }
 
-static uint64_t rng_next(uint64_t *s)
-{
-	uint64_t x = *s;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*s = x;
-	return x * 0x2545F4914F6CDD1Dull;
-}
-
 static inline void cpu_relax(void)
 {
 #if defined(__x86_64__)
@@ -338,14 +328,14 @@ static void *b_thread(void *arg)
 			any = true;
 			/* Copy out: r lives on the task's stack. */
 			struct b_req req = *r;
-			switch (rng_next(&rng) % 4) {
+			switch (test_rng_next(&rng) % 4) {
 			case 0:
 				break;
 			case 1:
-				spin((unsigned)(rng_next(&rng) % 200));
+				spin((unsigned)(test_rng_next(&rng) % 200));
 				break;
 			case 2:
-				spin((unsigned)(rng_next(&rng) % 5000));
+				spin((unsigned)(test_rng_next(&rng) % 5000));
 				break;
 			default:
 				sched_yield();
@@ -554,11 +544,11 @@ static void *c_canceller_main(void *arg)
 {
 	struct c_canceller *c = arg;
 	while (atomic_load(&c_done) < C_TASKS) {
-		struct c_task *t = &c->tasks[rng_next(&c->rng) % C_TASKS];
+		struct c_task *t = &c->tasks[test_rng_next(&c->rng) % C_TASKS];
 		atomic_store(&t->cancel_called, 1);
 		weft_cancel(t->h);
 		c->cancels++;
-		switch (rng_next(&c->rng) % 8) {
+		switch (test_rng_next(&c->rng) % 8) {
 		case 0:
 		case 1:
 		case 2:
@@ -566,10 +556,10 @@ static void *c_canceller_main(void *arg)
 			break;
 		case 4:
 		case 5:
-			spin((unsigned)(rng_next(&c->rng) % 200));
+			spin((unsigned)(test_rng_next(&c->rng) % 200));
 			break;
 		case 6:
-			spin((unsigned)(rng_next(&c->rng) % 5000));
+			spin((unsigned)(test_rng_next(&c->rng) % 5000));
 			break;
 		default:
 			sched_yield();
@@ -610,21 +600,21 @@ static void part_cancel_storms(void)
 		for (unsigned i = 0; i < C_PAIRS; i++) {
 			pairs[i].o = weft_oneshot_new(sizeof(uint64_t));
 			pairs[i].value = (uint64_t)round * 1000 + i;
-			pairs[i].send_yields = (unsigned)(rng_next(&rng) % 48);
+			pairs[i].send_yields = (unsigned)(test_rng_next(&rng) % 48);
 			tasks[n++] = (struct c_task){.kind = C_RECV, .pair = &pairs[i]};
 			tasks[n++] = (struct c_task){.kind = C_SEND, .pair = &pairs[i]};
 		}
 		for (unsigned i = 0; i < C_JOINERS; i++)
 			tasks[n++] = (struct c_task){
 			        .kind = C_JOIN,
-			        .child = {.yields = (unsigned)(rng_next(&rng) % 48)},
-			        .cancel_child = rng_next(&rng) % 2};
+			        .child = {.yields = (unsigned)(test_rng_next(&rng) % 48)},
+			        .cancel_child = test_rng_next(&rng) % 2};
 		for (unsigned i = 0; i < C_YIELDERS; i++)
-			tasks[n++] = (struct c_task){.kind = C_YIELD,
-			                             .yields = (unsigned)(rng_next(&rng) % 64)};
+			tasks[n++] = (struct c_task){
+			        .kind = C_YIELD, .yields = (unsigned)(test_rng_next(&rng) % 64)};
 		/* Spawn in a shuffled order so kinds mix on the workers. */
 		for (unsigned i = n - 1; i > 0; i--) {
-			unsigned j = (unsigned)(rng_next(&rng) % (i + 1));
+			unsigned j = (unsigned)(test_rng_next(&rng) % (i + 1));
 			struct c_task tmp = tasks[i];
 			tasks[i] = tasks[j];
 			tasks[j] = tmp;
@@ -636,7 +626,7 @@ static void part_cancel_storms(void)
 				exit(1);
 			}
 		}
-		struct c_canceller cc = {tasks, rng_next(&rng) | 1, 0};
+		struct c_canceller cc = {tasks, test_rng_next(&rng) | 1, 0};
 		pthread_t canceller;
 		pthread_create(&canceller, NULL, c_canceller_main, &cc);
 		/* Handles stay valid until the canceller is done with them. */

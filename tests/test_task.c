@@ -17,16 +17,6 @@
 
 #include "common.h"
 
-/* Under LeakSanitizer (the ASan build) fails the test if memory leaked: a
-   leak reported only at exit would not fail a Criterion test. */
-int __lsan_do_recoverable_leak_check(void) __attribute__((weak));
-
-static void assert_no_leaks(void)
-{
-	if (__lsan_do_recoverable_leak_check)
-		cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "memory leaked (see stderr)");
-}
-
 TestSuite(task, .timeout = 120);
 
 #define SPIN_NS 30000

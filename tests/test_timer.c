@@ -36,16 +36,6 @@
 
 TestSuite(timer, .timeout = 60);
 
-/* Under LeakSanitizer (the ASan build) fails the test if memory leaked: a
-   stale waker keeps its task alive. */
-int __lsan_do_recoverable_leak_check(void) __attribute__((weak));
-
-static void assert_no_leaks(void)
-{
-	if (__lsan_do_recoverable_leak_check)
-		cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "memory leaked (see stderr)");
-}
-
 /* ------------------------------------------------------------------ checks */
 
 /* Criterion's asserts must not run on worker threads: tasks record failed
