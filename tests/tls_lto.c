@@ -37,6 +37,7 @@ struct helper {
 
 static weft_runtime *rt;
 static struct helper helpers[2];
+static _Atomic int holding; /* helper 0 occupies its worker: see start_helpers */
 static _Atomic long failures, migrations;
 
 /* errno and the thread through calls the optimizer cannot see into: the
@@ -63,6 +64,15 @@ static void *helper_task(void *arg)
 {
 	struct helper *h = arg;
 	h->thread = self_thread();
+	if (h == &helpers[0]) {
+		/* Keep this worker busy until helper 1 has started, so that it
+		   can only start on the other one. */
+		atomic_store(&holding, 1);
+		uint64_t give_up = test_now_ns() + 10ull * 1000 * 1000 * 1000;
+		while (!atomic_load(&helpers[1].ready) && test_now_ns() < give_up)
+			;
+		atomic_store(&holding, 0);
+	}
 	for (;;) {
 		weft_oneshot *req = weft_oneshot_new(sizeof(weft_oneshot *));
 		if (!req)
@@ -116,26 +126,24 @@ static void *task(void *arg)
 	return NULL;
 }
 
-/* Starts pinned helpers until two sit on different worker threads. */
+/* Starts the two pinned helpers on different worker threads: helper 1 is
+   spawned while helper 0 holds its worker without yielding, so only the
+   other worker can run it (and a pinned task stays where it first ran).
+   Leaving it to which sleeping worker a spawn wakes failed now and then:
+   the idle list hands out the last worker to sleep, often helper 0's. */
 static int start_helpers(weft_task **ts)
 {
 	weft_spawn_opts pinned = {.name = "helper", .pinned = true};
-	for (int tries = 0; tries < 10000; tries++) {
-		int k = tries == 0 ? 0 : 1;
-		ts[k] = weft_spawn_ex(rt, helper_task, &helpers[k], &pinned);
+	if (!(ts[0] = weft_spawn_ex(rt, helper_task, &helpers[0], &pinned)))
+		return -1;
+	while (!atomic_load(&holding))
+		test_sleep_ms(1);
+	if (!(ts[1] = weft_spawn_ex(rt, helper_task, &helpers[1], &pinned)))
+		return -1;
+	for (int k = 0; k < 2; k++)
 		while (!atomic_load(&helpers[k].ready))
 			test_sleep_ms(1);
-		if (k == 0)
-			continue;
-		if (!pthread_equal(helpers[0].thread, helpers[1].thread))
-			return 0;
-		/* Same thread as helper 0: stop it and try again. */
-		weft_oneshot *req = atomic_exchange(&helpers[1].request, NULL), *stop = NULL;
-		weft_oneshot_send(req, &stop);
-		weft_join(ts[1], NULL);
-		atomic_store(&helpers[1].ready, 0);
-	}
-	return -1;
+	return pthread_equal(helpers[0].thread, helpers[1].thread) ? -1 : 0;
 }
 
 static void stop_helper(struct helper *h, weft_task *t)
