@@ -517,6 +517,8 @@ struct timers_ctx {
 	uint64_t *durs_ms;
 	uint64_t *over_ns; /* per task, this iteration */
 	weft_task **handles;
+	uint64_t *start_ns;  /* per task, this iteration: its first run */
+	uint64_t spawned_ns; /* when the spawn loop ended */
 };
 
 static void *timer_task(void *arg)
@@ -524,6 +526,7 @@ static void *timer_task(void *arg)
 	struct timers_ctx *c = g_timers;
 	long i = (long)(intptr_t)arg;
 	uint64_t d = c->durs_ms[i] * 1000000ull, s = weft_now_ns();
+	c->start_ns[i] = s;
 	if (weft_sleep_ms(c->durs_ms[i]) != 0)
 		die("sleep failed");
 	uint64_t el = weft_now_ns() - s;
@@ -537,6 +540,7 @@ static void *timers_body(void *arg)
 	for (long i = 0; i < c->n; i++)
 		if (!(c->handles[i] = weft_spawn(timer_task, (void *)(intptr_t)i)))
 			die("spawn failed");
+	c->spawned_ns = now_ns();
 	for (long i = 0; i < c->n; i++)
 		weft_join(c->handles[i], NULL);
 	return NULL;
@@ -558,6 +562,7 @@ static void timers(unsigned w, struct out *o)
 	c.durs_ms = calloc((size_t)c.n, sizeof *c.durs_ms);
 	c.over_ns = calloc((size_t)c.n, sizeof *c.over_ns);
 	c.handles = calloc((size_t)c.n, sizeof *c.handles);
+	c.start_ns = calloc((size_t)c.n, sizeof *c.start_ns);
 	uint64_t *all = calloc((size_t)(c.n * iters), sizeof *all);
 	for (long i = 0; i < c.n; i++) {
 		x ^= x >> 12;
@@ -569,6 +574,8 @@ static void timers(unsigned w, struct out *o)
 	g_timers = &c;
 	weft_runtime *rt = new_runtime(w);
 	uint64_t *t = calloc((size_t)iters, sizeof *t);
+	uint64_t *spawned = calloc((size_t)iters, sizeof *spawned);
+	uint64_t *started = calloc((size_t)iters, sizeof *started);
 	size_t nall = 0;
 	for (long it = -1; it < iters; it++) {
 		uint64_t s = now_ns();
@@ -578,6 +585,10 @@ static void timers(unsigned w, struct out *o)
 		if (it < 0)
 			continue; /* warm-up */
 		t[it] = el;
+		spawned[it] = c.spawned_ns - s;
+		for (long i = 0; i < c.n; i++)
+			if (c.start_ns[i] - s > started[it])
+				started[it] = c.start_ns[i] - s;
 		memcpy(all + nall, c.over_ns, (size_t)c.n * sizeof *all);
 		nall += (size_t)c.n;
 	}
@@ -599,11 +610,20 @@ static void timers(unsigned w, struct out *o)
 	out_num(o, "overshoot_p50_us", (long long)(pct_u64(all, nall, 50) / 1000));
 	out_num(o, "overshoot_p99_us", (long long)(pct_u64(all, nall, 99) / 1000));
 	out_num(o, "overshoot_max_us", (long long)(pct_u64(all, nall, 100) / 1000));
+	/* The total is about the last task's first run plus its sleep: when
+	   the spawn loop ended and when the last task started (medians). */
+	qsort(spawned, (size_t)iters, sizeof *spawned, cmp_u64);
+	qsort(started, (size_t)iters, sizeof *started, cmp_u64);
+	out_num(o, "spawned_us", (long long)(spawned[(iters - 1) / 2] / 1000));
+	out_num(o, "last_start_us", (long long)(started[(iters - 1) / 2] / 1000));
+	free(spawned);
+	free(started);
 	free(t);
 	free(all);
 	free(c.durs_ms);
 	free(c.over_ns);
 	free(c.handles);
+	free(c.start_ns);
 }
 
 /* timer_insert_cancel: what a wait inside a deadline scope adds: arming a

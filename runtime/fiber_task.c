@@ -138,7 +138,8 @@ void weft__task_switch_out(enum weft__switch_reason why)
 	struct weft__tls *tls = weft__tls();
 	struct weft_task *t = tls->task;
 	struct weft__thread *th = tls->thread;
-	if (!atomic_load_explicit(&t->registered, memory_order_relaxed)) {
+	if (why != WEFT__SW_PARK_TIMED &&
+	    !atomic_load_explicit(&t->registered, memory_order_relaxed)) {
 		atomic_store_explicit(&t->registered, true, memory_order_relaxed);
 		if (!weft__registry_insert(&t->rt->reg, t, th->index) && why == WEFT__SW_PARK)
 			return; /* shutdown swept past us: see it instead of sleeping */

@@ -7,7 +7,10 @@
  * because a task that runs to completion in one go (most short tasks) needs
  * no waking: it sees the runtime's closed flag at its next wait. So the common
  * spawn-run-finish path takes no lock here at all. The price: shutdown's
- * report can only count, not name, tasks that never started.
+ * report can only count, not name, tasks that never started. A task parked
+ * on nothing but a sleep is not registered either: its timer in its
+ * worker's wheel is how shutdown finds and names it (timer.h), which spares
+ * 100,000 sleepers two locked updates each.
  *
  * Shutdown sweeps shard by shard under each shard's lock, marking it swept. A
  * task registering into a swept shard is told so and must not park that time

@@ -3,11 +3,11 @@
  *
  * Shutdown order: mark the runtime closed -- spawns fail and every wait of
  * every task returns -ECANCELED from then on -- and wake every parked task
- * (the registry) so it sees that; wait up to the grace period for the count
- * of live tasks to reach zero; then tell the workers to stop and join them. A worker still running
- * a task after the grace period cannot be joined (its task never returns to the scheduler); the
- * runtime is then deliberately leaked -- its tasks' stacks may still be in use -- and kept
- * reachable so leak checkers do not report it.
+ * (the registry, and the timer wheels for tasks parked in a sleep) so it sees that; wait up to the
+ * grace period for the count of live tasks to reach zero; then tell the workers to stop and join
+ * them. A worker still running a task after the grace period cannot be joined (its task never
+ * returns to the scheduler); the runtime is then deliberately leaked -- its tasks' stacks may still
+ * be in use -- and kept reachable so leak checkers do not report it.
  */
 #include <errno.h>
 #include <sched.h>
@@ -290,6 +290,8 @@ static void report_stragglers(struct weft_runtime *rt, uint64_t grace_ms)
 			        i);
 	}
 	weft__registry_report(&rt->reg, STDERR_FILENO);
+	for (unsigned i = 0; i < rt->nworkers; i++)
+		weft__timers_report(&rt->workers[i].timers, STDERR_FILENO);
 }
 
 int weft_runtime_shutdown(weft_runtime *rt, int64_t grace_ms)
@@ -310,6 +312,8 @@ int weft_runtime_shutdown(weft_runtime *rt, int64_t grace_ms)
 	atomic_store_explicit(&rt->closed, true, memory_order_seq_cst);
 	weft__inject_close(&rt->inject);
 	weft__registry_sweep(&rt->reg);
+	for (unsigned i = 0; i < rt->nworkers; i++)
+		weft__timers_wake_all(&rt->workers[i].timers);
 	int result = 0;
 	if (!drain_tasks(rt, grace)) {
 		report_stragglers(rt, grace);

@@ -63,6 +63,11 @@ void weft__task_park(void)
 	weft__task_switch_out(WEFT__SW_PARK);
 }
 
+void weft__task_park_timed(void)
+{
+	weft__task_switch_out(WEFT__SW_PARK_TIMED);
+}
+
 /* A task parks, with a timer at the deadline in force if there is one. */
 static void block_task(struct weft__tls *tls, struct weft_task *t)
 {

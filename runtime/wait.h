@@ -73,4 +73,10 @@ void weft__waker_settle(struct weft__waker w);
 /* Parks the current task (part of weft__block). */
 void weft__task_park(void);
 
+/* Parks the current task on nothing but a timer it armed in its worker's
+   wheel (a sleep): shutdown finds it through the wheel, not the registry,
+   so the caller must check, after arming, that shutdown had not begun
+   (weft__timers_wake_all). */
+void weft__task_park_timed(void);
+
 #endif

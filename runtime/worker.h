@@ -50,7 +50,10 @@ struct weft__worker {
 	_Atomic uint64_t spawned, completed, steals, stolen_tasks, parks;
 };
 
-enum weft__switch_reason { WEFT__SW_YIELD, WEFT__SW_PARK };
+/* PARK_TIMED: the task parks on a timer of this worker's wheel and nothing
+   else (a sleep); the wheel is then what shutdown finds it through, so it
+   is not added to the registry (registry.h). */
+enum weft__switch_reason { WEFT__SW_YIELD, WEFT__SW_PARK, WEFT__SW_PARK_TIMED };
 
 /* What a context switching away leaves for the one resuming on the same
    thread to finish (fiber_task.c). */

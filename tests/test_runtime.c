@@ -255,7 +255,17 @@ static void *victim_yield(void *arg)
 	return NULL;
 }
 
-enum { V_RECV, V_JOIN, V_JOINED, V_YIELD, NVICTIMS };
+/* Parked on nothing but its timer: shutdown finds it through the wheel. */
+static void *victim_sleep(void *arg)
+{
+	struct victim *v = arg;
+	atomic_store(&v->started, 1);
+	v->rc = weft_sleep_ms(60 * 1000);
+	atomic_store(&v->finished, 1);
+	return NULL;
+}
+
+enum { V_RECV, V_JOIN, V_JOINED, V_YIELD, V_SLEEP, NVICTIMS };
 
 /* Spawns one detached task parked in each kind of wait, and waits until all
    have started. */
@@ -272,6 +282,7 @@ static void spawn_victims(weft_runtime *rt, struct victim *v)
 	weft_detach(weft_spawn_on(rt, victim_recv, &v[V_RECV]));
 	weft_detach(weft_spawn_on(rt, victim_join, &v[V_JOIN]));
 	weft_detach(weft_spawn_on(rt, victim_yield, &v[V_YIELD]));
+	weft_detach(weft_spawn_on(rt, victim_sleep, &v[V_SLEEP]));
 	for (int i = 0; i < NVICTIMS; i++)
 		test_wait_flag(&v[i].started);
 	test_sleep_ms(20); /* let them reach their waits; correct either way */
@@ -285,6 +296,7 @@ static void check_victims(struct victim *v)
 	cr_assert_eq(v[V_RECV].rc, -ECANCELED);
 	cr_assert_eq(v[V_JOINED].rc, -ECANCELED);
 	cr_assert_eq(v[V_YIELD].rc, -ECANCELED);
+	cr_assert_eq(v[V_SLEEP].rc, -ECANCELED);
 	/* The joined task may finish before the joiner's wait notices its own
 	   cancellation: then the join took effect and reports WEFT_CANCELED. */
 	cr_assert(v[V_JOIN].rc == -ECANCELED || v[V_JOIN].rc == WEFT_CANCELED, "join: %d",
@@ -423,19 +435,32 @@ static void *park_in_shield_forever(void *arg)
 	return NULL;
 }
 
+static void *sleep_in_shield_forever(void *arg)
+{
+	(void)arg;
+	weft_shield_push();
+	weft_sleep_ms(60 * 1000); /* a sleep is found through its timer, not the registry */
+	weft_shield_pop();
+	return NULL;
+}
+
 /* On one worker: two tasks yielding in shields (one running, one queued at
-   any moment) and one parked in a shield; all three must be named. */
+   any moment), one parked in a shield and one sleeping in a shield; all
+   four must be named. */
 static int shutdown_times_out_three(void)
 {
 	weft_runtime *rt = test_runtime(1);
 	weft_oneshot *o = weft_oneshot_new(sizeof(long));
 	if (!rt || !o)
 		return 2;
-	static const weft_spawn_opts opts[] = {
-	        {.name = "yielder-one"}, {.name = "yielder-two"}, {.name = "parker"}};
-	for (int i = 0; i < 3; i++) {
-		weft_task *t = weft_spawn_ex(
-		        rt, i < 2 ? yield_in_shield_forever : park_in_shield_forever, o, &opts[i]);
+	static const weft_spawn_opts opts[] = {{.name = "yielder-one"},
+	                                       {.name = "yielder-two"},
+	                                       {.name = "parker"},
+	                                       {.name = "sleeper"}};
+	static const weft_fn fns[] = {yield_in_shield_forever, yield_in_shield_forever,
+	                              park_in_shield_forever, sleep_in_shield_forever};
+	for (int i = 0; i < 4; i++) {
+		weft_task *t = weft_spawn_ex(rt, fns[i], o, &opts[i]);
 		if (!t)
 			return 3;
 		weft_detach(t);
@@ -450,7 +475,8 @@ static int shutdown_times_out_three(void)
 
 Test(runtime, shutdown_timeout_names_every_stuck_task)
 {
-	static const char *const names[] = {"yielder-one", "yielder-two", "parker", NULL};
+	static const char *const names[] = {"yielder-one", "yielder-two", "parker", "sleeper",
+	                                    NULL};
 	check_timeout_child(shutdown_times_out_three, names);
 }
 

@@ -100,7 +100,14 @@ static int thread_sleep_until(uint64_t deadline_ns)
 	return until < deadline_ns ? -ETIMEDOUT : 0;
 }
 
-int weft_sleep_until_ns(uint64_t deadline_ns)
+static bool shutting_down(struct weft_task *t)
+{
+	return atomic_load_explicit(&t->rt->closed, memory_order_acquire);
+}
+
+/* Sleeps until deadline_ns; now_ns is a clock reading taken before it, or
+   0 when the caller has none (then the clock is read here). */
+static int sleep_until(uint64_t deadline_ns, uint64_t now_ns)
 {
 	struct weft__tls *tls = weft__tls();
 	struct weft_task *t = tls->task;
@@ -112,8 +119,11 @@ int weft_sleep_until_ns(uint64_t deadline_ns)
 	if (rc)
 		return rc;
 	/* The wheel's clock is only as fresh as its last advance: a deadline
-	   just passed would look ahead of it, and we would park for nothing. */
-	if (weft_now_ns() >= deadline_ns)
+	   just passed would look ahead of it, and we would park for nothing.
+	   A reading the caller took before is as good for this: a deadline
+	   after it has not passed by then, and the timer fires only once it
+	   has. */
+	if ((now_ns ? now_ns : weft_now_ns()) >= deadline_ns)
 		return 0;
 	struct weft__timer tm = WEFT__TIMER_INIT;
 	uint64_t scope = weft__deadline_in_force(t->scope, t->shield_depth);
@@ -125,8 +135,14 @@ int weft_sleep_until_ns(uint64_t deadline_ns)
 		/* Already due: 0, or the scope's -ETIMEDOUT; or no memory. */
 		return armed < 0 ? armed : weft__wait_check();
 	}
+	/* Parked on nothing but the timer: shutdown finds the task through
+	   its wheel -- or, when it swept that wheel before our arm, we see it
+	   has begun (weft__timers_wake_all) and look before parking. */
+	bool park = !shutting_down(t);
 	for (;;) {
-		weft__task_park();
+		if (park)
+			weft__task_park_timed();
+		park = true;
 		/* Our own timer fired: the deadline has passed (a timer fires only
 		   once the clock reached it), no need to read the clock. */
 		if (wake_at == deadline_ns && weft__timer_fired(&tm)) {
@@ -152,11 +168,18 @@ int weft_sleep_until_ns(uint64_t deadline_ns)
 			if (weft__timer_arm(&weft__tls()->thread->worker->timers, &tm, wake_at,
 			                    self) <= 0)
 				weft__waker_drop(self);
+			park = !shutting_down(t);
 		}
 	}
 }
 
+int weft_sleep_until_ns(uint64_t deadline_ns)
+{
+	return sleep_until(deadline_ns, 0);
+}
+
 int weft_sleep_ms(uint64_t ms)
 {
-	return weft_sleep_until_ns(add_saturating(weft_now_ns(), ms_to_ns(ms)));
+	uint64_t now = weft_now_ns();
+	return sleep_until(add_saturating(now, ms_to_ns(ms)), now);
 }

@@ -13,6 +13,7 @@
 #include "timer.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "../runtime/fault.h"
@@ -152,6 +153,46 @@ unsigned weft__timers_fire(struct weft__timers *tm, uint64_t now_ns)
 	publish_next(tm);
 	pthread_mutex_unlock(&tm->lock);
 	return n;
+}
+
+static void wake_task(struct weft__wheel_entry *e, void *arg)
+{
+	(void)arg;
+	struct weft__timer_node *n = (struct weft__timer_node *)e;
+	if (n->waker.task)
+		weft__task_wake(n->waker.task); /* the node keeps its reference */
+}
+
+void weft__timers_wake_all(struct weft__timers *tm)
+{
+	pthread_mutex_lock(&tm->lock);
+	weft__wheel_visit(&tm->wheel, wake_task, NULL);
+	pthread_mutex_unlock(&tm->lock);
+}
+
+struct report {
+	int fd;
+	size_t n;
+};
+
+static void report_task(struct weft__wheel_entry *e, void *arg)
+{
+	struct report *r = arg;
+	struct weft_task *t = ((struct weft__timer_node *)e)->waker.task;
+	if (!t || atomic_load_explicit(&t->registered, memory_order_relaxed))
+		return;
+	dprintf(r->fd, "weft:   task %llu '%s' spawned at %s:%d is parked in a sleep\n",
+	        (unsigned long long)t->id, t->name ? t->name : "", t->file, t->line);
+	r->n++;
+}
+
+size_t weft__timers_report(struct weft__timers *tm, int fd)
+{
+	struct report r = {fd, 0};
+	pthread_mutex_lock(&tm->lock);
+	weft__wheel_visit(&tm->wheel, report_task, &r);
+	pthread_mutex_unlock(&tm->lock);
+	return r.n;
 }
 
 uint64_t weft__timers_wait_ns(struct weft__timers *tm, uint64_t now_ns)

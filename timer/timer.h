@@ -92,6 +92,16 @@ static inline bool weft__timer_fired(const struct weft__timer *t)
 /* Fires every timer of tm due at now_ns; returns how many. */
 unsigned weft__timers_fire(struct weft__timers *tm, uint64_t now_ns);
 
+/* Shutdown: wakes every task with a timer pending in tm (without firing
+   it), so that a task parked on nothing but its sleep sees the runtime
+   closed. A task that arms a timer after this has run sees `closed` once
+   its arm returns (both hold tm's lock), so none is missed. */
+void weft__timers_wake_all(struct weft__timers *tm);
+
+/* Writes a line to fd for each task parked in tm on nothing but a timer
+   (the registry names the others); returns how many. */
+size_t weft__timers_report(struct weft__timers *tm, int fd);
+
 /* Nanoseconds until tm's next timer is due (0 if due), or WEFT__NO_DEADLINE. */
 uint64_t weft__timers_wait_ns(struct weft__timers *tm, uint64_t now_ns);
 

@@ -110,6 +110,18 @@ static bool next_expiration(const struct weft__wheel *w, unsigned *level, unsign
 	return false;
 }
 
+void weft__wheel_visit(struct weft__wheel *w, void (*fn)(struct weft__wheel_entry *, void *),
+                       void *arg)
+{
+	for (unsigned l = 0; l < WEFT__WHEEL_LEVELS; l++)
+		for (unsigned s = 0; s < WEFT__WHEEL_SLOTS; s++)
+			for (struct weft__wheel_entry *e = w->slots[l][s]; e;) {
+				struct weft__wheel_entry *next = e->next;
+				fn(e, arg);
+				e = next;
+			}
+}
+
 uint64_t weft__wheel_next(const struct weft__wheel *w)
 {
 	unsigned level, slot;

@@ -56,6 +56,10 @@ void weft__wheel_remove(struct weft__wheel *w, struct weft__wheel_entry *e);
    empty. */
 uint64_t weft__wheel_next(const struct weft__wheel *w);
 
+/* Calls fn on every filed timer. */
+void weft__wheel_visit(struct weft__wheel *w, void (*fn)(struct weft__wheel_entry *, void *),
+                       void *arg);
+
 /* Advances the wheel to tick now and returns the timers whose deadline is
    <= now, linked through ->next (removed from the wheel). */
 struct weft__wheel_entry *weft__wheel_advance(struct weft__wheel *w, uint64_t now);
