@@ -300,14 +300,8 @@ struct weft__stack *weft__stack_get(struct weft__stack_pool *p, size_t size)
 			refill(p);
 		if (p->count) {
 			struct weft__stack *s = p->items[--p->count];
-			if (p->count) {
-				/* The next new task will start at the top of the
-				   next stack: fetch its lines now rather than miss
-				   then. */
-				char *next = (char *)p->items[p->count - 1];
-				__builtin_prefetch(next, 1);
-				__builtin_prefetch(next - 64, 1);
-			}
+			if (p->count) /* the next new task will start on it */
+				weft__stack_prefetch(p->items[p->count - 1]);
 			return s;
 		}
 		/* The cache is empty: fill part of it with one mapping. */

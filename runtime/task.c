@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "rt.h"
+#include "stack.h"
 #include "task.h"
 #include "tls.h"
 #include "wait.h"
@@ -50,10 +51,13 @@ void weft__task_wake(struct weft_task *t)
 	        &t->state, &prev, next, memory_order_acq_rel, memory_order_acquire));
 	if (!(prev & WEFT__T_SCHEDULED)) {
 		/* It will run soon, most likely on this worker: start fetching
-		   the frame it resumes from (a cold stack page, otherwise a
-		   cache and TLB miss at the switch). */
-		if (t->stack)
-			__builtin_prefetch(t->fiber.sp);
+		   the frames it resumes into. From t->stack, which shares the
+		   header's first line with the state, not from fiber.sp, which
+		   would be a miss of its own on the third. */
+		if (t->stack) {
+			weft__stack_prefetch(t->stack);
+			__builtin_prefetch(&t->fiber); /* the switch reads fiber.sp */
+		}
 		weft__task_schedule(t, WEFT__SCHED_WAKE);
 	}
 }

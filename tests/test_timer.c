@@ -1234,6 +1234,44 @@ static long gcd(long a, long b)
    1-100 s out (spread over the wheel's levels 1 and 2), checks the wheel
    holds them, then cancels them in a scattered order -- each must still be
    pending -- and checks the wheel is empty. */
+/* A worker fires only a few due timers per scheduler tick: the driver hands
+   out at most `max` a call, oldest deadline first, keeps the rest due, and
+   a due timer can still be cancelled. A standalone driver with plain-thread
+   wakers and a manual clock. */
+Test(timer, fire_hands_out_at_most_max_due_timers_oldest_first)
+{
+	enum { N = 10 };
+	struct weft__timers tm;
+	weft__timers_init(&tm, 0);
+	struct weft__timer t[N];
+	_Atomic uint32_t word[N];
+	for (int i = 0; i < N; i++) {
+		t[i] = (struct weft__timer)WEFT__TIMER_INIT;
+		cr_assert_eq(weft__timer_arm(&tm, &t[i], (uint64_t)(N - i) * MS,
+		                             weft__waker_self(&word[i])),
+		             1);
+	}
+	cr_assert(!weft__timers_due(&tm, MS - 1), "due before the first deadline");
+	cr_assert(weft__timer_cancel(&t[N - 1]), "the 1 ms timer was not pending");
+	cr_assert_eq(weft__timers_fire(&tm, 20 * MS, 3), 3);
+	for (int i = N - 2; i >= N - 4; i--)
+		cr_assert(weft__timer_fired(&t[i]), "the timer due at %d ms did not fire first",
+		          N - i);
+	cr_assert(!weft__timer_fired(&t[0]));
+	cr_assert(weft__timers_due(&tm, 20 * MS), "the remaining timers are no longer due");
+	cr_assert_eq(weft__timers_wait_ns(&tm, 20 * MS), 0);
+	cr_assert(weft__timer_cancel(&t[0]), "a due timer could not be cancelled");
+	cr_assert_eq(weft__timers_fire(&tm, 20 * MS, 100), N - 5);
+	cr_assert(!weft__timers_armed(&tm));
+	for (int i = 0; i < N - 1; i++) {
+		bool fired = weft__timer_fired(&t[i]);
+		cr_assert_eq(fired, i != 0, "timer %d", i);
+		cr_assert_eq(atomic_load(&word[i]), fired ? 1u : 0u, "timer %d's waker", i);
+		cr_assert(!weft__timer_cancel(&t[i]) || !fired);
+	}
+	weft__timers_destroy(&tm);
+}
+
 static void *million_timers(void *arg)
 {
 	long n = *(long *)arg;

@@ -35,8 +35,8 @@ static uint64_t rnd(void)
 static size_t advance(uint64_t now)
 {
 	size_t n = 0;
-	for (struct weft__wheel_entry *e = weft__wheel_advance(&wheel, now), *next; e; e = next) {
-		next = e->next;
+	weft__wheel_advance(&wheel, now);
+	for (struct weft__wheel_entry *e; (e = weft__wheel_pop_due(&wheel));) {
 		struct wt *t = (struct wt *)e;
 		cr_assert_eq(t->fired_at, 0, "a timer fired twice");
 		cr_assert(!t->removed, "a removed timer fired");
@@ -226,4 +226,60 @@ Test(wheel, next_is_a_lower_bound_of_the_earliest_deadline)
 			if (!t[i].fired_at && t[i].e.when < earliest)
 				earliest = t[i].e.when;
 	}
+}
+
+/* Expired timers wait on the due list until taken, oldest deadline first; a
+   due timer can still be removed; next says "now" while any is due. */
+Test(wheel, due_timers_are_taken_one_at_a_time_oldest_first)
+{
+	weft__wheel_init(&wheel, 0);
+	struct wt t[5];
+	add(&t[0], 70); /* level 1: cascades straight to the due list */
+	add(&t[1], 3);
+	add(&t[2], 3);
+	add(&t[3], 5);
+	add(&t[4], 200);
+	weft__wheel_advance(&wheel, 100);
+	cr_assert_eq(wheel.count, 5);
+	cr_assert_eq(weft__wheel_next(&wheel), 100, "timers are due: next is now");
+	weft__wheel_remove(&wheel, &t[3].e); /* due, never taken */
+	cr_assert_eq(wheel.count, 4);
+	struct weft__wheel_entry *a = weft__wheel_pop_due(&wheel);
+	struct weft__wheel_entry *b = weft__wheel_pop_due(&wheel);
+	struct weft__wheel_entry *c = weft__wheel_pop_due(&wheel);
+	cr_assert(a == &t[1].e || a == &t[2].e);
+	cr_assert(b == &t[1].e || b == &t[2].e);
+	cr_assert_neq(a, b);
+	cr_assert_eq(c, &t[0].e, "the deadline-70 timer came before or after its turn");
+	cr_assert_null(weft__wheel_pop_due(&wheel));
+	cr_assert_eq(wheel.count, 1);
+	cr_assert_eq(weft__wheel_next(&wheel), 192, "next is t[4]'s level-1 slot");
+	/* A timer filed after the advance is not confused with the due ones. */
+	struct wt late;
+	add(&late, 101);
+	weft__wheel_remove(&wheel, &late.e);
+	cr_assert_eq(advance(300), 1);
+	cr_assert_eq(t[4].fired_at, 300);
+	cr_assert_eq(wheel.count, 0);
+}
+
+/* Removing every other timer while part of them sits on the due list keeps
+   both lists intact: the rest are taken exactly once. */
+Test(wheel, removal_from_the_due_list_keeps_it_intact)
+{
+	enum { N = 1000 };
+	static struct wt t[N];
+	weft__wheel_init(&wheel, 0);
+	for (int i = 0; i < N; i++)
+		add(&t[i], 1 + (uint64_t)(i % 150));
+	weft__wheel_advance(&wheel, 100); /* about two thirds due, the rest filed */
+	for (int i = 0; i < N; i += 2) {
+		weft__wheel_remove(&wheel, &t[i].e);
+		t[i].removed = true;
+	}
+	size_t taken = advance(100) + advance(200);
+	cr_assert_eq(taken, N / 2);
+	for (int i = 1; i < N; i += 2)
+		cr_assert_geq(t[i].fired_at, t[i].e.when);
+	cr_assert_eq(wheel.count, 0);
 }

@@ -80,6 +80,9 @@ static struct weft__timer_node *node_alloc(struct weft__timers *tm)
 	}
 	struct weft__timer_node *n = tm->free;
 	tm->free = n->free_next;
+	/* Nodes come back in wake order, scattered over the pool: fetch the
+	   next one now rather than miss on it at the next arm. */
+	__builtin_prefetch(tm->free, 1);
 	return n;
 }
 
@@ -138,14 +141,14 @@ bool weft__timer_cancel(struct weft__timer *t)
 	return pending;
 }
 
-unsigned weft__timers_fire(struct weft__timers *tm, uint64_t now_ns)
+unsigned weft__timers_fire(struct weft__timers *tm, uint64_t now_ns, unsigned max)
 {
 	unsigned n = 0;
 	pthread_mutex_lock(&tm->lock);
-	struct weft__wheel_entry *e = weft__wheel_advance(&tm->wheel, tick_floor(tm, now_ns));
-	while (e) {
+	weft__wheel_advance(&tm->wheel, tick_floor(tm, now_ns));
+	struct weft__wheel_entry *e;
+	while (n < max && (e = weft__wheel_pop_due(&tm->wheel))) {
 		struct weft__timer_node *t = (struct weft__timer_node *)e;
-		e = e->next;
 		atomic_store_explicit(&t->state, WEFT__TIMER_FIRED, memory_order_relaxed);
 		weft__waker_wake(t->waker);
 		n++;

@@ -89,8 +89,10 @@ static inline bool weft__timer_fired(const struct weft__timer *t)
 	       atomic_load_explicit(&t->node->state, memory_order_relaxed) == WEFT__TIMER_FIRED;
 }
 
-/* Fires every timer of tm due at now_ns; returns how many. */
-unsigned weft__timers_fire(struct weft__timers *tm, uint64_t now_ns);
+/* Fires up to max of tm's timers due at now_ns, oldest deadline first;
+   returns how many. The rest stay due (weft__timers_due) for the next
+   call. */
+unsigned weft__timers_fire(struct weft__timers *tm, uint64_t now_ns, unsigned max);
 
 /* Shutdown: wakes every task with a timer pending in tm (without firing
    it), so that a task parked on nothing but its sleep sees the runtime

@@ -10,6 +10,9 @@
  * beyond the top level's span (2^36 ticks) are filed in the top level by
  * their (wrapped) digit and simply re-filed each time that slot comes round,
  * until they are within reach.
+ *
+ * All the timers of a level-0 slot share one deadline (the slot is a single
+ * tick), which is what lets an expiring level-0 slot join the due list whole.
  */
 #include "wheel.h"
 
@@ -31,47 +34,96 @@ static unsigned slot_for(uint64_t when, unsigned level)
 	return (unsigned)(when >> (level * LEVEL_BITS)) & SLOT_MASK;
 }
 
+static void list_push_head(struct weft__wheel_list *l, struct weft__wheel_entry *e)
+{
+	e->prev = NULL;
+	e->next = l->head;
+	if (l->head)
+		l->head->prev = e;
+	else
+		l->tail = e;
+	l->head = e;
+}
+
+static void list_push_tail(struct weft__wheel_list *l, struct weft__wheel_entry *e)
+{
+	e->next = NULL;
+	e->prev = l->tail;
+	if (l->tail)
+		l->tail->next = e;
+	else
+		l->head = e;
+	l->tail = e;
+}
+
+static void list_unlink(struct weft__wheel_list *l, struct weft__wheel_entry *e)
+{
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		l->head = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	else
+		l->tail = e->prev;
+}
+
+/* Appends all of src to dst. */
+static void list_splice_tail(struct weft__wheel_list *dst, const struct weft__wheel_list *src)
+{
+	if (!src->head)
+		return;
+	if (dst->tail) {
+		dst->tail->next = src->head;
+		src->head->prev = dst->tail;
+	} else {
+		dst->head = src->head;
+	}
+	dst->tail = src->tail;
+}
+
 void weft__wheel_init(struct weft__wheel *w, uint64_t now)
 {
 	w->elapsed = now;
 	w->count = 0;
+	w->due.head = w->due.tail = NULL;
 	for (unsigned l = 0; l < WEFT__WHEEL_LEVELS; l++) {
 		w->occupied[l] = 0;
 		for (unsigned s = 0; s < WEFT__WHEEL_SLOTS; s++)
-			w->slots[l][s] = NULL;
+			w->slots[l][s].head = w->slots[l][s].tail = NULL;
 	}
+}
+
+/* Files e (e->when > w->elapsed) in its slot; the count is the caller's. */
+static void file(struct weft__wheel *w, struct weft__wheel_entry *e)
+{
+	unsigned level = level_for(w->elapsed, e->when);
+	unsigned slot = slot_for(e->when, level);
+	e->level = (uint8_t)level;
+	e->slot = (uint8_t)slot;
+	list_push_head(&w->slots[level][slot], e);
+	w->occupied[level] |= 1ull << slot;
 }
 
 bool weft__wheel_insert(struct weft__wheel *w, struct weft__wheel_entry *e)
 {
 	if (e->when <= w->elapsed)
 		return false;
-	unsigned level = level_for(w->elapsed, e->when);
-	unsigned slot = slot_for(e->when, level);
-	struct weft__wheel_entry **head = &w->slots[level][slot];
-	e->level = (uint8_t)level;
-	e->slot = (uint8_t)slot;
-	e->prev = NULL;
-	e->next = *head;
-	if (*head)
-		(*head)->prev = e;
-	*head = e;
-	w->occupied[level] |= 1ull << slot;
+	file(w, e);
 	w->count++;
 	return true;
 }
 
 void weft__wheel_remove(struct weft__wheel *w, struct weft__wheel_entry *e)
 {
-	struct weft__wheel_entry **head = &w->slots[e->level][e->slot];
-	if (e->prev)
-		e->prev->next = e->next;
-	else
-		*head = e->next;
-	if (e->next)
-		e->next->prev = e->prev;
-	if (!*head)
-		w->occupied[e->level] &= ~(1ull << e->slot);
+	if (e->when <= w->elapsed) {
+		list_unlink(&w->due, e);
+	} else {
+		struct weft__wheel_list *l = &w->slots[e->level][e->slot];
+		list_unlink(l, e);
+		if (!l->head)
+			w->occupied[e->level] &= ~(1ull << e->slot);
+	}
 	w->count--;
 }
 
@@ -110,46 +162,65 @@ static bool next_expiration(const struct weft__wheel *w, unsigned *level, unsign
 	return false;
 }
 
+static void visit_list(struct weft__wheel_entry *e, void (*fn)(struct weft__wheel_entry *, void *),
+                       void *arg)
+{
+	while (e) {
+		struct weft__wheel_entry *next = e->next;
+		fn(e, arg);
+		e = next;
+	}
+}
+
 void weft__wheel_visit(struct weft__wheel *w, void (*fn)(struct weft__wheel_entry *, void *),
                        void *arg)
 {
 	for (unsigned l = 0; l < WEFT__WHEEL_LEVELS; l++)
 		for (unsigned s = 0; s < WEFT__WHEEL_SLOTS; s++)
-			for (struct weft__wheel_entry *e = w->slots[l][s]; e;) {
-				struct weft__wheel_entry *next = e->next;
-				fn(e, arg);
-				e = next;
-			}
+			visit_list(w->slots[l][s].head, fn, arg);
+	visit_list(w->due.head, fn, arg);
 }
 
 uint64_t weft__wheel_next(const struct weft__wheel *w)
 {
+	if (w->due.head)
+		return w->elapsed;
 	unsigned level, slot;
 	uint64_t d;
 	return next_expiration(w, &level, &slot, &d) ? d : WEFT__WHEEL_NEVER;
 }
 
-struct weft__wheel_entry *weft__wheel_advance(struct weft__wheel *w, uint64_t now)
+void weft__wheel_advance(struct weft__wheel *w, uint64_t now)
 {
-	struct weft__wheel_entry *fired = NULL;
 	unsigned level, slot;
 	uint64_t d;
 	while (next_expiration(w, &level, &slot, &d) && d <= now) {
-		struct weft__wheel_entry *e = w->slots[level][slot];
-		w->slots[level][slot] = NULL;
+		struct weft__wheel_list l = w->slots[level][slot];
+		w->slots[level][slot].head = w->slots[level][slot].tail = NULL;
 		w->occupied[level] &= ~(1ull << slot);
 		w->elapsed = d;
-		while (e) {
-			struct weft__wheel_entry *next = e->next;
-			w->count--;
-			if (!weft__wheel_insert(w, e)) {
-				e->next = fired;
-				fired = e;
-			}
-			e = next;
+		if (level == 0) {
+			list_splice_tail(&w->due, &l); /* all due at d */
+			continue;
+		}
+		for (struct weft__wheel_entry *e = l.head, *next; e; e = next) {
+			next = e->next;
+			if (e->when <= d)
+				list_push_tail(&w->due, e);
+			else
+				file(w, e);
 		}
 	}
 	if (now > w->elapsed)
 		w->elapsed = now;
-	return fired;
+}
+
+struct weft__wheel_entry *weft__wheel_pop_due(struct weft__wheel *w)
+{
+	struct weft__wheel_entry *e = w->due.head;
+	if (e) {
+		list_unlink(&w->due, e);
+		w->count--;
+	}
+	return e;
 }

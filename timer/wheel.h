@@ -16,8 +16,17 @@
  * the current tick, which makes it testable with a manual clock. It does no
  * locking; the per-worker timer driver (timer.c) owns that.
  *
- * Invariant: a timer fires only when the wheel is advanced to a tick >= its
- * deadline tick.
+ * Expired timers are not handed out all at once: advancing moves them to the
+ * wheel's due list, oldest deadline first, and the caller takes them one at
+ * a time (weft__wheel_pop_due), so a worker can wake a few per scheduler
+ * tick and run each soon after waking it, while its stack is still in the
+ * cache, instead of queueing a whole slot's thousand at once. A level-0 slot
+ * -- the common case -- is spliced onto the due list whole, without
+ * touching its timers.
+ *
+ * Invariants: a timer fires only when the wheel is advanced to a tick >= its
+ * deadline tick. A filed timer's deadline is after `elapsed`, a due one's is
+ * not: that is how removal tells which list a timer is on.
  */
 #ifndef WEFT_TIMER_WHEEL_H
 #define WEFT_TIMER_WHEEL_H
@@ -36,11 +45,16 @@ struct weft__wheel_entry {
 	uint8_t level, slot;
 };
 
+struct weft__wheel_list {
+	struct weft__wheel_entry *head, *tail;
+};
+
 struct weft__wheel {
 	uint64_t elapsed; /* every tick before this has been processed */
 	uint64_t occupied[WEFT__WHEEL_LEVELS];
-	struct weft__wheel_entry *slots[WEFT__WHEEL_LEVELS][WEFT__WHEEL_SLOTS];
-	size_t count;
+	struct weft__wheel_list slots[WEFT__WHEEL_LEVELS][WEFT__WHEEL_SLOTS];
+	struct weft__wheel_list due; /* expired, not yet taken */
+	size_t count;                /* filed and due */
 };
 
 void weft__wheel_init(struct weft__wheel *w, uint64_t now);
@@ -52,16 +66,20 @@ bool weft__wheel_insert(struct weft__wheel *w, struct weft__wheel_entry *e);
 void weft__wheel_remove(struct weft__wheel *w, struct weft__wheel_entry *e);
 
 /* The tick by which the wheel must be advanced for its next timer to fire
-   on time (a lower bound on the earliest deadline); WEFT__WHEEL_NEVER when
-   empty. */
+   on time (a lower bound on the earliest deadline); `elapsed` while timers
+   are due; WEFT__WHEEL_NEVER when empty. */
 uint64_t weft__wheel_next(const struct weft__wheel *w);
 
 /* Calls fn on every filed timer. */
 void weft__wheel_visit(struct weft__wheel *w, void (*fn)(struct weft__wheel_entry *, void *),
                        void *arg);
 
-/* Advances the wheel to tick now and returns the timers whose deadline is
-   <= now, linked through ->next (removed from the wheel). */
-struct weft__wheel_entry *weft__wheel_advance(struct weft__wheel *w, uint64_t now);
+/* Advances the wheel to tick now, moving the timers whose deadline is <= now
+   to the due list. */
+void weft__wheel_advance(struct weft__wheel *w, uint64_t now);
+
+/* Takes the due timer with the oldest deadline off the wheel; NULL if none
+   is due. */
+struct weft__wheel_entry *weft__wheel_pop_due(struct weft__wheel *w);
 
 #endif
