@@ -16,10 +16,16 @@
  * runtime's default size -- the next task gets the most recently used,
  * cache-hot stack -- and exchanges batches of 64 with the runtime's depot.
  * Mapping a stack costs ~4.7 us here alone (mmap 1.4, guard 1.2, first
- * page fault 2.1), so a burst of many parked tasks -- 100,000 sleepers --
- * must not pay that again on every burst: the depot keeps what bursts
- * needed, and a trim, run by the workers about once a second, unmaps the
- * stacks that sat in the depot through the whole interval. Stacks finish on
+ * page fault 2.1; 2.3 us in batches), so a burst of many parked tasks --
+ * 100,000 sleepers -- must not pay that again on every burst: the depot
+ * keeps what bursts needed, and idle workers map ahead of demand up to the
+ * recent peak and a quarter (stack.h). The timers benchmark showed why:
+ * each round ran a little faster than the last, so more of its tasks were
+ * alive at once, and the extra thousands of stacks mapped mid-burst cut
+ * the start rate from 2,500 to 600 tasks per ms and worker (rounds of 167,
+ * 145, 140 ms against 122-132 ms with enough stacks ready). A trim, run by
+ * the workers about once a second, unmaps the stacks beyond that reserve
+ * that sat in the depot through the whole interval. Stacks finish on
  * whichever worker ran their task last, so without the depot one worker's
  * cache would fill while another kept mapping. Stacks of other sizes are
  * never pooled.
@@ -197,6 +203,8 @@ void weft__stack_depot_init(struct weft__stack_depot *d, size_t size)
 	d->count = d->cap = d->low = 0;
 	atomic_init(&d->last_trim_ns, 0);
 	atomic_init(&d->held, 0);
+	atomic_init(&d->mapped, 0);
+	atomic_init(&d->peak, 0);
 	d->size = size;
 	d->page = page_size();
 }
@@ -208,6 +216,20 @@ void weft__stack_depot_destroy(struct weft__stack_depot *d)
 	pthread_mutex_destroy(&d->lock);
 }
 
+/* Raises the recent peak of stacks in use to at least n. */
+static void note_in_use(struct weft__stack_depot *d, size_t n)
+{
+	size_t peak = atomic_load_explicit(&d->peak, memory_order_relaxed);
+	while (n > peak && !atomic_compare_exchange_weak_explicit(
+	                           &d->peak, &peak, n, memory_order_relaxed, memory_order_relaxed))
+		;
+}
+
+static void unmapped(struct weft__stack_depot *d, size_t n)
+{
+	atomic_fetch_sub_explicit(&d->mapped, n, memory_order_relaxed);
+}
+
 void weft__stack_depot_trim(struct weft__stack_depot *d, uint64_t now_ns)
 {
 	if (now_ns - atomic_load_explicit(&d->last_trim_ns, memory_order_relaxed) <
@@ -216,10 +238,22 @@ void weft__stack_depot_trim(struct weft__stack_depot *d, uint64_t now_ns)
 	if (pthread_mutex_trylock(&d->lock) != 0)
 		return; /* someone else is at it */
 	atomic_store_explicit(&d->last_trim_ns, now_ns, memory_order_relaxed);
-	/* The least recently deposited are at the bottom. */
-	size_t idle = d->low;
+	/* The interval's busiest moment had all but `low` of the stacks in
+	   use (the workers' small caches aside); the peak remembers the
+	   busier of that and half the old peak. */
+	size_t mapped = atomic_load_explicit(&d->mapped, memory_order_relaxed);
+	size_t busiest = mapped > d->low ? mapped - d->low : 0;
+	size_t decayed = atomic_load_explicit(&d->peak, memory_order_relaxed) / 2;
+	atomic_store_explicit(&d->peak, busiest > decayed ? busiest : decayed,
+	                      memory_order_relaxed);
+	size_t target = weft__stack_depot_target(d);
+	size_t idle = d->low, excess = mapped > target ? mapped - target : 0;
+	if (idle > excess)
+		idle = excess;
 	if (idle) {
+		/* The least recently deposited are at the bottom. */
 		stack_unmap_many(d->items, idle);
+		unmapped(d, idle);
 		d->count -= idle;
 		memmove(d->items, d->items + idle, d->count * sizeof *d->items);
 	}
@@ -272,6 +306,7 @@ static void spill(struct weft__stack_pool *p)
 		d->count += n;
 	} else {
 		stack_unmap_many(p->items, n);
+		unmapped(d, n);
 	}
 	atomic_store_explicit(&d->held, d->count, memory_order_relaxed);
 	pthread_mutex_unlock(&d->lock);
@@ -290,6 +325,7 @@ void weft__stack_pool_drain(struct weft__stack_pool *p)
 	while (p->count >= WEFT__STACK_BATCH)
 		spill(p);
 	stack_unmap_many(p->items, p->count);
+	unmapped(p->depot, p->count);
 	p->count = 0;
 }
 
@@ -304,15 +340,44 @@ struct weft__stack *weft__stack_get(struct weft__stack_pool *p, size_t size)
 				weft__stack_prefetch(p->items[p->count - 1]);
 			return s;
 		}
-		/* The cache is empty: fill part of it with one mapping. */
+		/* The cache is empty: fill part of it with one mapping. All
+		   but the cache and the depot's few are in use. */
 		size_t n = stack_map_many(size, p->items, WEFT__STACK_MAP_BATCH);
 		if (!n)
 			return NULL;
+		size_t before =
+		        atomic_fetch_add_explicit(&p->depot->mapped, n, memory_order_relaxed);
+		size_t held = weft__stack_depot_held(p->depot);
+		note_in_use(p->depot, before + 1 > held ? before + 1 - held : 0);
 		p->count = n - 1;
 		return p->items[n - 1];
 	}
 	struct weft__stack *s;
 	return stack_map_many(size, &s, 1) ? s : NULL;
+}
+
+bool weft__stack_depot_top_up(struct weft__stack_depot *d)
+{
+	if (atomic_load_explicit(&d->mapped, memory_order_relaxed) >= weft__stack_depot_target(d))
+		return false;
+	struct weft__stack *batch[WEFT__STACK_TOP_UP];
+	size_t n = stack_map_many(d->size, batch, WEFT__STACK_TOP_UP);
+	if (!n)
+		return false;
+	atomic_fetch_add_explicit(&d->mapped, n, memory_order_relaxed);
+	pthread_mutex_lock(&d->lock);
+	bool kept = depot_grow(d, d->count + n);
+	if (kept) {
+		memcpy(d->items + d->count, batch, n * sizeof *batch);
+		d->count += n;
+		atomic_store_explicit(&d->held, d->count, memory_order_relaxed);
+	}
+	pthread_mutex_unlock(&d->lock);
+	if (!kept) {
+		stack_unmap_many(batch, n);
+		unmapped(d, n);
+	}
+	return kept;
 }
 
 void weft__stack_put(struct weft__stack_pool *p, struct weft__stack *s)

@@ -48,12 +48,20 @@ bool weft__stack_guard_hit(const struct weft__stack *s, const void *addr);
 
 /* Free stacks live in two tiers, the shape of jemalloc's thread caches and
    arenas: each worker keeps a small cache it alone touches, and spills to or
-   refills from the runtime's shared depot in batches. The depot grows to what
-   bursts need and gives back to the OS the stacks that sat in it through a
-   whole trim interval. */
+   refills from the runtime's shared depot in batches.
+
+   The depot is paced, the way Go paces its heap: it keeps the stacks the
+   busiest recent moment needed plus a quarter (`peak` decays by half each
+   trim interval), and idle workers map up to that ahead of demand
+   (weft__stack_depot_top_up), so a burst a little bigger than the last one
+   does not map its extra stacks -- 2.3 us each here, mostly the first page
+   fault and the guard -- while it runs. A trim gives back to the OS the
+   stacks that sat in the depot through a whole interval, beyond that
+   reserve. */
 #define WEFT__STACK_CACHE 256    /* a worker's own free stacks */
 #define WEFT__STACK_BATCH 64     /* moved between a cache and the depot at once */
 #define WEFT__STACK_MAP_BATCH 32 /* pooled stacks mapped with one mmap */
+#define WEFT__STACK_TOP_UP 8     /* stacks an idle worker maps between looks for work */
 
 struct weft__stack_depot {
 	pthread_mutex_t lock;
@@ -61,8 +69,10 @@ struct weft__stack_depot {
 	size_t count, cap;
 	size_t low; /* fewest stacks held since the last trim */
 	_Atomic uint64_t last_trim_ns;
-	_Atomic size_t held; /* count, readable without the lock */
-	size_t size;         /* usable size of the stacks it keeps */
+	_Atomic size_t held;   /* count, readable without the lock */
+	_Atomic size_t mapped; /* pooled-size stacks in existence: in use, cached or held */
+	_Atomic size_t peak;   /* most in use at once lately (decaying) */
+	size_t size;           /* usable size of the stacks it keeps */
 	size_t page;
 };
 
@@ -83,6 +93,19 @@ static inline size_t weft__stack_depot_held(struct weft__stack_depot *d)
 {
 	return atomic_load_explicit(&d->held, memory_order_relaxed);
 }
+
+/* Stacks the depot paces itself to keep in existence: the recent peak and a
+   quarter. */
+static inline size_t weft__stack_depot_target(struct weft__stack_depot *d)
+{
+	size_t peak = atomic_load_explicit(&d->peak, memory_order_relaxed);
+	return peak + peak / 4;
+}
+
+/* Maps up to WEFT__STACK_TOP_UP stacks into the depot if fewer than its
+   target exist (an idle worker's chore); false when there was nothing to
+   do or the OS refused. */
+bool weft__stack_depot_top_up(struct weft__stack_depot *d);
 
 void weft__stack_pool_init(struct weft__stack_pool *p, struct weft__stack_depot *d);
 

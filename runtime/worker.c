@@ -444,6 +444,21 @@ static void sleep_until_woken(struct weft__thread *th)
 	}
 }
 
+/* What an idle worker does before it sleeps: map stacks ahead of demand
+   (stack.h), a few at a time, for as long as no work shows up. True if it
+   did any: then the caller looks for work again. */
+static bool idle_chores(struct weft__thread *th)
+{
+	struct weft_runtime *rt = th->rt;
+	bool did = false;
+	while (!work_visible(rt) && !atomic_load_explicit(&th->inbox_len, memory_order_relaxed) &&
+	       !weft__timers_due(&th->worker->timers, weft__mono_ns()) &&
+	       !atomic_load_explicit(&rt->stopping, memory_order_relaxed) &&
+	       weft__stack_depot_top_up(&rt->stacks))
+		did = true;
+	return did;
+}
+
 static void run_loop(struct weft__thread *th)
 {
 	struct weft_runtime *rt = th->rt;
@@ -467,6 +482,8 @@ static void run_loop(struct weft__thread *th)
 		}
 		if (atomic_load_explicit(&rt->stopping, memory_order_acquire))
 			break;
+		if (idle_chores(th))
+			continue;
 		sleep_until_woken(th);
 	}
 	if (th->searching) {

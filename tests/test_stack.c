@@ -350,16 +350,76 @@ Test(stack, stacks_mapped_together_are_separate_and_all_unmapped, .timeout = 300
 	}
 
 	/* Back to the pool, the pool to the depot (what does not make a whole
-	   batch is unmapped), then two trims: the second unmaps what sat in
-	   the depot through the first interval. */
+	   batch is unmapped), then trims: the reserve decays by half an
+	   interval, and what sat in the depot through an interval beyond it
+	   is unmapped, until nothing is left. */
 	for (int i = 0; i < N; i++)
 		weft__stack_put(&pool, s[i]);
 	weft__stack_pool_drain(&pool);
 	uint64_t now = test_now_ns();
-	weft__stack_depot_trim(&depot, now + WEFT__STACK_TRIM_NS);
-	weft__stack_depot_trim(&depot, now + 2 * WEFT__STACK_TRIM_NS);
+	for (int k = 1; k <= 64 && weft__stack_depot_held(&depot); k++)
+		weft__stack_depot_trim(&depot, now + (uint64_t)k * WEFT__STACK_TRIM_NS);
 	cr_assert_eq(weft__stack_depot_held(&depot), 0);
+	cr_assert_eq(atomic_load(&depot.mapped), 0, "the depot counts %zu stacks still mapped",
+	             atomic_load(&depot.mapped));
 	for (int i = 0; i < N; i++)
 		cr_assert_not(still_mapped(map[i], len[i]), "stack %d was not unmapped", i);
+	weft__stack_depot_destroy(&depot);
+}
+
+/* The depot paces itself to the recent peak and a quarter: after a burst
+   that had to map its stacks, idle top-ups map up to that reserve and then
+   stop; trims keep it while the peak is fresh, and give it back as the
+   peak decays. */
+Test(stack, the_depot_keeps_a_reserve_above_the_peak_and_lets_it_decay, .timeout = 300)
+{
+	/* One into a fifth mapping batch: it maps with N in use. */
+	enum { N = 4 * WEFT__STACK_MAP_BATCH + 1 };
+	const size_t size = 64 * 1024;
+	static struct weft__stack_depot depot;
+	static struct weft__stack_pool pool;
+	static struct weft__stack *s[N];
+	weft__stack_depot_init(&depot, size);
+	weft__stack_pool_init(&pool, &depot);
+	cr_assert_not(weft__stack_depot_top_up(&depot), "a top-up before any demand");
+	for (int i = 0; i < N; i++)
+		cr_assert_not_null(s[i] = weft__stack_get(&pool, size));
+	size_t peak = atomic_load(&depot.peak);
+	cr_assert_eq(peak, N, "peak %zu after %d stacks in use", peak, N);
+	size_t target = weft__stack_depot_target(&depot);
+	cr_assert_eq(target, peak + peak / 4);
+	int steps = 0;
+	while (weft__stack_depot_top_up(&depot))
+		cr_assert_lt(++steps, 1000, "the top-ups never stop");
+	size_t mapped = atomic_load(&depot.mapped);
+	cr_assert_geq(mapped, target, "topped up to %zu of %zu", mapped, target);
+	cr_assert_lt(mapped, target + WEFT__STACK_TOP_UP);
+	cr_assert_eq(weft__stack_depot_held(&depot), mapped - 5 * WEFT__STACK_MAP_BATCH,
+	             "the top-ups did not go to the depot");
+	/* The topped-up stacks are whole: both ends usable. */
+	struct weft__stack *extra[2 * WEFT__STACK_BATCH];
+	for (int i = 0; i < 2 * WEFT__STACK_BATCH; i++) {
+		cr_assert_not_null(extra[i] = weft__stack_get(&pool, size));
+		char *lo = weft__stack_lo(extra[i]);
+		lo[0] = lo[extra[i]->size - 1] = 1;
+	}
+	for (int i = 0; i < 2 * WEFT__STACK_BATCH; i++)
+		weft__stack_put(&pool, extra[i]);
+	for (int i = 0; i < N; i++)
+		weft__stack_put(&pool, s[i]);
+	weft__stack_pool_drain(&pool);
+	/* The first trim after the burst keeps the reserve; later ones give
+	   it back as the peak halves. */
+	uint64_t now = test_now_ns();
+	weft__stack_depot_trim(&depot, now + WEFT__STACK_TRIM_NS);
+	weft__stack_depot_trim(&depot, now + 2 * WEFT__STACK_TRIM_NS);
+	cr_assert_geq(atomic_load(&depot.mapped), N, "the reserve went at the first trims");
+	int k = 3;
+	for (; k <= 64 && weft__stack_depot_held(&depot); k++)
+		weft__stack_depot_trim(&depot, now + (uint64_t)k * WEFT__STACK_TRIM_NS);
+	cr_assert_eq(weft__stack_depot_held(&depot), 0, "still %zu after %d trims",
+	             weft__stack_depot_held(&depot), k);
+	cr_assert_eq(atomic_load(&depot.peak), 0);
+	cr_assert_not(weft__stack_depot_top_up(&depot), "a top-up after the peak decayed");
 	weft__stack_depot_destroy(&depot);
 }
