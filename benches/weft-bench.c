@@ -28,6 +28,7 @@
 #include <weft.h>
 
 #include "runtime/fiber.h"
+#include "runtime/rt.h"
 #include "runtime/futex.h"
 #include "runtime/tls.h"
 #include "runtime/wait.h"
@@ -668,6 +669,72 @@ static void timer_insert_cancel(unsigned w, struct out *o)
 	out_f(o, "ns_per_op", (double)best / (double)n);
 }
 
+/* spawn_blocking / spawn_blocking_seq: n trivial jobs from a task, all
+   issued then joined, or each joined before the next is issued (a round
+   trip); each job returns its index, which is checked. */
+static void *sb_job(void *arg)
+{
+	return arg;
+}
+
+static void *sb_body(void *arg)
+{
+	struct ctx *c = arg;
+	for (long i = 0; i < c->n; i++)
+		if (!(c->handles[i] = weft_spawn_blocking(sb_job, (void *)(intptr_t)i)))
+			die("spawn_blocking failed");
+	for (long i = 0; i < c->n; i++) {
+		void *r;
+		if (weft_join(c->handles[i], &r) != 0 || (intptr_t)r != i)
+			die("a blocking job's join failed");
+	}
+	return NULL;
+}
+
+static void *sb_seq_body(void *arg)
+{
+	struct ctx *c = arg;
+	for (long i = 0; i < c->n; i++) {
+		void *r;
+		weft_task *t = weft_spawn_blocking(sb_job, (void *)(intptr_t)i);
+		if (!t || weft_join(t, &r) != 0 || (intptr_t)r != i)
+			die("a blocking job's round trip failed");
+	}
+	return NULL;
+}
+
+static void *(*g_sb_body)(void *);
+
+static void sb_iter(void *arg)
+{
+	struct ctx *c = arg;
+	if (weft_block_on(c->rt, g_sb_body, c, NULL) != 0)
+		die("block_on failed");
+}
+
+static void spawn_blocking_common(unsigned w, struct out *o, bool seq)
+{
+	struct ctx c = {.rt = new_runtime(w), .n = opt("n", 10000)};
+	c.handles = calloc((size_t)c.n, sizeof *c.handles);
+	g_sb_body = seq ? sb_seq_body : sb_body;
+	out_begin(o, seq ? "spawn_blocking_seq" : "spawn_blocking", w);
+	out_num(o, "n", c.n);
+	timing(o, opt("iters", seq ? 3 : 5), c.n, sb_iter, &c);
+	out_num(o, "pool_threads", (long long)c.rt->blocking.threads);
+	weft_runtime_free(c.rt);
+	free(c.handles);
+}
+
+static void spawn_blocking(unsigned w, struct out *o)
+{
+	spawn_blocking_common(w, o, false);
+}
+
+static void spawn_blocking_seq(unsigned w, struct out *o)
+{
+	spawn_blocking_common(w, o, true);
+}
+
 /* ---------------------------------------------------------------- driver */
 
 struct workload {
@@ -692,6 +759,8 @@ static const struct workload workloads[] = {
         {"ping_pong", ping_pong},
         {"yield_many", yield_many},
         {"chained_spawn", chained_spawn},
+        {"spawn_blocking", spawn_blocking},
+        {"spawn_blocking_seq", spawn_blocking_seq},
         {"timers", timers},
         {"timer_insert_cancel", timer_insert_cancel},
         {"idle_tasks", idle_tasks},

@@ -17,6 +17,8 @@
 #ifndef WEFT_H
 #define WEFT_H
 
+#include <weft/blocking.h>
+#include <weft/net.h>
 #include <weft/runtime.h>
 #include <weft/task.h>
 #include <weft/sync.h>

@@ -16,6 +16,7 @@ enum weft__fault_site {
 	WEFT__FAULT_STACK_ALLOC, /* a new stack mapping, at a task's first run */
 	WEFT__FAULT_ONESHOT_ALLOC,
 	WEFT__FAULT_TIMER_ALLOC, /* a chunk of timer nodes, when a wait arms a timer */
+	WEFT__FAULT_POOL_THREAD, /* starting a blocking-pool thread */
 	WEFT__FAULT_SITES
 };
 

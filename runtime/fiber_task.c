@@ -62,13 +62,7 @@ static void begin_running(struct weft__tls *tls, struct weft__thread *th, struct
    reference. The stack is the caller's business. */
 static void complete(struct weft__thread *th, struct weft_task *t)
 {
-	uint64_t prev = atomic_load_explicit(&t->state, memory_order_relaxed), next;
-	do {
-		next = (prev & ~(WEFT__T_SCHEDULED | WEFT__T_NOTIFIED)) | WEFT__T_COMPLETE;
-	} while (!atomic_compare_exchange_weak_explicit(
-	        &t->state, &prev, next, memory_order_acq_rel, memory_order_relaxed));
-	if (prev & WEFT__T_JOIN_WAITER)
-		weft__waker_wake(t->joiner);
+	weft__task_finish(t);
 	if (atomic_load_explicit(&t->registered, memory_order_relaxed))
 		weft__registry_remove(&th->rt->reg, t);
 	struct weft__worker *w = th->worker;

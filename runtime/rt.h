@@ -10,6 +10,7 @@
 
 #include <weft/runtime.h>
 
+#include "../blocking/pool.h"
 #include "idle.h"
 #include "inject.h"
 #include "registry.h"
@@ -28,6 +29,7 @@ struct weft_runtime {
 	struct weft__idle idle;
 	struct weft__registry reg;
 	struct weft__stack_depot stacks;
+	struct weft__blocking blocking;
 	_Atomic bool closed;   /* shutdown began: no spawns, every wait cancelled */
 	_Atomic bool stopping; /* workers exit once idle */
 

@@ -3,7 +3,8 @@
  *
  * Shutdown order: mark the runtime closed -- spawns fail and every wait of
  * every task returns -ECANCELED from then on -- and wake every parked task
- * (the registry, and the timer wheels for tasks parked in a sleep) so it sees that; wait up to the
+ * (the registry, and the timer wheels for tasks parked in a sleep) so it sees that;
+ * close the blocking pool (queued jobs still run, seeing weft_is_cancelled()); wait up to the
  * grace period for the count of live tasks to reach zero; then tell the workers to stop and join
  * them. A worker still running a task after the grace period cannot be joined (its task never
  * returns to the scheduler); the runtime is then deliberately leaked -- its tasks' stacks may still
@@ -124,6 +125,7 @@ static void free_runtime_memory(struct weft_runtime *rt)
 			pthread_mutex_destroy(&rt->threads[i].inbox_lock);
 	}
 	weft__registry_destroy(&rt->reg);
+	weft__blocking_destroy(&rt->blocking);
 	weft__stack_depot_destroy(&rt->stacks);
 	weft__idle_destroy(&rt->idle);
 	weft__inject_destroy(&rt->inject);
@@ -182,6 +184,11 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
 	rt->spin_ns = c.spin_us == WEFT_DISABLED ? 0 : (uint64_t)c.spin_us * 1000;
 	rt->time_base_ns = weft_now_ns();
 	weft__stack_depot_init(&rt->stacks, c.stack_size);
+	weft__blocking_init(&rt->blocking, rt, c.max_blocking_threads,
+	                    c.blocking_keepalive_ms == WEFT_DISABLED
+	                            ? UINT64_MAX
+	                            : (uint64_t)c.blocking_keepalive_ms * 1000000,
+	                    rt->spin_ns);
 	pthread_mutex_init(&rt->shutdown_lock, NULL);
 	weft__inject_init(&rt->inject);
 	rt->workers = aligned_alloc(64, sizeof(struct weft__worker) * c.workers);
@@ -191,6 +198,8 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
 		free(rt->workers);
 		free(rt->threads);
 		weft__registry_destroy(&rt->reg);
+		weft__blocking_destroy(&rt->blocking);
+		weft__stack_depot_destroy(&rt->stacks);
 		weft__inject_destroy(&rt->inject);
 		pthread_mutex_destroy(&rt->shutdown_lock);
 		free(rt);
@@ -261,9 +270,8 @@ static uint64_t tasks_alive(struct weft_runtime *rt)
 	return spawned - done;
 }
 
-static bool drain_tasks(struct weft_runtime *rt, uint64_t grace_ms)
+static bool drain_tasks(struct weft_runtime *rt, uint64_t deadline)
 {
-	uint64_t deadline = mono_ms() + grace_ms;
 	struct timespec nap = {0, 100 * 1000};
 	while (tasks_alive(rt) > 0) {
 		if (mono_ms() >= deadline)
@@ -275,12 +283,15 @@ static bool drain_tasks(struct weft_runtime *rt, uint64_t grace_ms)
 	return true;
 }
 
-/* Names the tasks that outlived the grace period: those running on a worker
-   and those parked. */
+/* Names the tasks that outlived the grace period -- those running on a
+   worker, those parked -- and the blocking jobs still running. */
 static void report_stragglers(struct weft_runtime *rt, uint64_t grace_ms)
 {
-	fprintf(stderr, "weft: shutdown: %llu task(s) still alive after %llu ms:\n",
-	        (unsigned long long)tasks_alive(rt), (unsigned long long)grace_ms);
+	fprintf(stderr,
+	        "weft: shutdown: %llu task(s) and %zu blocking job(s) still alive after %llu ms:\n",
+	        (unsigned long long)tasks_alive(rt),
+	        atomic_load_explicit(&rt->blocking.alive, memory_order_acquire),
+	        (unsigned long long)grace_ms);
 	for (unsigned i = 0; i < rt->nworkers; i++) {
 		struct weft_task *t = atomic_load(&rt->threads[i].running);
 		if (t)
@@ -292,6 +303,7 @@ static void report_stragglers(struct weft_runtime *rt, uint64_t grace_ms)
 	weft__registry_report(&rt->reg, STDERR_FILENO);
 	for (unsigned i = 0; i < rt->nworkers; i++)
 		weft__timers_report(&rt->workers[i].timers, STDERR_FILENO);
+	weft__blocking_report(&rt->blocking, STDERR_FILENO);
 }
 
 int weft_runtime_shutdown(weft_runtime *rt, int64_t grace_ms)
@@ -314,8 +326,12 @@ int weft_runtime_shutdown(weft_runtime *rt, int64_t grace_ms)
 	weft__registry_sweep(&rt->reg);
 	for (unsigned i = 0; i < rt->nworkers; i++)
 		weft__timers_wake_all(&rt->workers[i].timers);
+	weft__blocking_close(&rt->blocking);
 	int result = 0;
-	if (!drain_tasks(rt, grace)) {
+	uint64_t deadline = mono_ms() + grace;
+	bool drained = drain_tasks(rt, deadline);
+	drained = weft__blocking_drain(&rt->blocking, deadline * 1000000) && drained;
+	if (!drained) {
 		report_stragglers(rt, grace);
 		rt->leaked = true;
 		result = -ETIMEDOUT;

@@ -71,6 +71,43 @@ static uint64_t count_local_spawn(weft_runtime *rt, struct weft__thread *th)
 	return weft__next_task_id(rt, w);
 }
 
+void weft__task_init(struct weft_task *t, weft_runtime *rt, const struct weft__task_vtable *vt,
+                     weft_fn fn, void *arg, const char *file, int line)
+{
+	/* Field by field: a memset of the whole header costs more than this. */
+	atomic_init(&t->state, WEFT__T_SCHEDULED | WEFT__T_JOIN_INTEREST | 2 * WEFT__T_REF_ONE);
+	t->qnext = NULL;
+	t->vt = vt;
+	t->rt = rt;
+	t->stack = NULL;
+	t->stack_size = 0;
+	t->pinned_spawn = false;
+	t->pin_depth = 0;
+	t->shield_depth = 0;
+	t->cancelled_at_return = false;
+	atomic_init(&t->registered, false);
+	t->pinned_to = NULL;
+	t->fn = fn;
+	t->arg = arg;
+	t->result = NULL;
+	t->scope = NULL;
+	t->name = NULL;
+	t->file = file ? file : "?";
+	t->line = line;
+	t->magic = WEFT__TASK_MAGIC;
+}
+
+void weft__task_finish(struct weft_task *t)
+{
+	uint64_t prev = atomic_load_explicit(&t->state, memory_order_relaxed), next;
+	do {
+		next = (prev & ~(WEFT__T_SCHEDULED | WEFT__T_NOTIFIED)) | WEFT__T_COMPLETE;
+	} while (!atomic_compare_exchange_weak_explicit(
+	        &t->state, &prev, next, memory_order_acq_rel, memory_order_relaxed));
+	if (prev & WEFT__T_JOIN_WAITER)
+		weft__waker_wake(t->joiner);
+}
+
 weft_task *weft_spawn_at(weft_runtime *rt, weft_fn fn, void *arg, const weft_spawn_opts *opts,
                          const char *file, int line)
 {
@@ -89,27 +126,11 @@ weft_task *weft_spawn_at(weft_runtime *rt, weft_fn fn, void *arg, const weft_spa
 	struct weft_task *t = weft__task_alloc();
 	if (!t)
 		return NULL;
-	/* Field by field: a memset of the whole header costs more than this. */
-	atomic_init(&t->state, WEFT__T_SCHEDULED | WEFT__T_JOIN_INTEREST | 2 * WEFT__T_REF_ONE);
-	t->qnext = NULL;
-	t->vt = &weft__fiber_task_vtable;
-	t->rt = rt;
-	t->stack = NULL;
+	weft__task_init(t, rt, &weft__fiber_task_vtable, fn, arg, file, line);
 	t->stack_size = stack_size;
 	t->pinned_spawn = opts && opts->pinned;
 	t->pin_depth = t->pinned_spawn;
-	t->shield_depth = 0;
-	t->cancelled_at_return = false;
-	atomic_init(&t->registered, false);
-	t->pinned_to = NULL;
-	t->fn = fn;
-	t->arg = arg;
-	t->result = NULL;
-	t->scope = NULL;
 	t->name = opts ? opts->name : NULL;
-	t->file = file ? file : "?";
-	t->line = line;
-	t->magic = WEFT__TASK_MAGIC;
 	struct weft__thread *th = tls->thread;
 	if (th && th->rt == rt) {
 		t->id = count_local_spawn(rt, th);

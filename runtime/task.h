@@ -129,6 +129,17 @@ static inline void weft__task_wake_by_val(struct weft_task *t)
 	weft__task_unref(t);
 }
 
+/* Fills a new header: runnable (SCHEDULED), with its handle and its own
+   reference, no stack, no name. */
+void weft__task_init(struct weft_task *t, struct weft_runtime *rt,
+                     const struct weft__task_vtable *vt, weft_fn fn, void *arg, const char *file,
+                     int line);
+
+/* fn returned (t->result and t->cancelled_at_return are written): publishes
+   COMPLETE and wakes the joiner. The caller still holds the task's own
+   reference and drops it after its own bookkeeping. */
+void weft__task_finish(struct weft_task *t);
+
 /* The fiber task kind's entry points, for the worker loop. */
 extern const struct weft__task_vtable weft__fiber_task_vtable;
 

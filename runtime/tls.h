@@ -20,6 +20,7 @@ struct weft_deadline;
 struct weft__tls {
 	struct weft__thread *thread; /* the worker thread, or NULL */
 	struct weft_task *task;      /* the running task, or NULL */
+	struct weft_task *job;       /* the blocking job this pool thread runs, or NULL */
 	struct weft_runtime *rt;     /* the runtime this thread serves, or NULL */
 	struct weft_deadline *scope; /* a plain thread's innermost deadline scope */
 };

@@ -229,7 +229,8 @@ weft_task *weft_current(void)
 
 bool weft_is_cancelled(void)
 {
-	struct weft_task *t = weft__tls()->task;
+	struct weft__tls *tls = weft__tls();
+	struct weft_task *t = tls->task ? tls->task : tls->job;
 	return t && weft__cancel_requested(t);
 }
 
