@@ -18,6 +18,7 @@
 #define WEFT_H
 
 #include <weft/blocking.h>
+#include <weft/io.h>
 #include <weft/net.h>
 #include <weft/runtime.h>
 #include <weft/task.h>

@@ -6,13 +6,15 @@
  */
 #include "park.h"
 
+#include "../io/poller.h"
 #include "futex.h"
 
 enum { EMPTY, PARKED, NOTIFIED };
 
-void weft__parker_init(struct weft__parker *p)
+void weft__parker_init(struct weft__parker *p, struct weft__poller *poller)
 {
 	atomic_init(&p->state, EMPTY);
+	p->poller = poller && poller->epfd >= 0 ? poller : NULL;
 }
 
 void weft__parker_park(struct weft__parker *p)
@@ -33,11 +35,21 @@ void weft__parker_park(struct weft__parker *p)
 	}
 }
 
-void weft__parker_park_timeout(struct weft__parker *p, uint64_t timeout_ns)
+bool weft__parker_park_timeout(struct weft__parker *p, uint64_t timeout_ns)
 {
+	if (p->poller) {
+		/* Sleep in the poller: an unpark writes its eventfd, and an
+		   unpark that came first makes the poll only look. */
+		uint32_t s = EMPTY;
+		bool parked = atomic_compare_exchange_strong_explicit(
+		        &p->state, &s, PARKED, memory_order_acq_rel, memory_order_acquire);
+		unsigned events = weft__poller_poll(p->poller, parked ? timeout_ns : 0);
+		atomic_store_explicit(&p->state, EMPTY, memory_order_release);
+		return events > 0;
+	}
 	if (timeout_ns == UINT64_MAX) {
 		weft__parker_park(p);
-		return;
+		return false;
 	}
 	uint32_t s = EMPTY;
 	if (atomic_compare_exchange_strong_explicit(&p->state, &s, PARKED, memory_order_acq_rel,
@@ -48,10 +60,15 @@ void weft__parker_park_timeout(struct weft__parker *p, uint64_t timeout_ns)
 	}
 	/* Woken, timed out, or an unpark was pending: consume it either way. */
 	atomic_store_explicit(&p->state, EMPTY, memory_order_release);
+	return false;
 }
 
 void weft__parker_unpark(struct weft__parker *p)
 {
-	if (atomic_exchange_explicit(&p->state, NOTIFIED, memory_order_acq_rel) == PARKED)
+	if (atomic_exchange_explicit(&p->state, NOTIFIED, memory_order_acq_rel) != PARKED)
+		return;
+	if (p->poller)
+		weft__poller_wake(p->poller);
+	else
 		weft__futex_wake(&p->state, 1);
 }

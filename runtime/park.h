@@ -7,17 +7,26 @@
 #define WEFT_RUNTIME_PARK_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
+struct weft__poller;
+
+/* With a poller (a worker's epoll), the thread sleeps in it instead of on
+   the futex, so that readiness events end the sleep too (io/poller.h). */
 struct weft__parker {
 	_Alignas(64) _Atomic uint32_t state;
+	struct weft__poller *poller;
 };
 
-void weft__parker_init(struct weft__parker *p);
+void weft__parker_init(struct weft__parker *p, struct weft__poller *poller);
 void weft__parker_park(struct weft__parker *p);
 
-/* Parks for at most timeout_ns (UINT64_MAX: no limit); may return early. */
-void weft__parker_park_timeout(struct weft__parker *p, uint64_t timeout_ns);
+/* Parks for at most timeout_ns (UINT64_MAX: no limit); may return early.
+   True if the poller handled readiness events meanwhile (their tasks are
+   now runnable: the caller must not go back to sleep without running
+   them). */
+bool weft__parker_park_timeout(struct weft__parker *p, uint64_t timeout_ns);
 void weft__parker_unpark(struct weft__parker *p);
 
 #endif

@@ -121,8 +121,10 @@ static void free_runtime_memory(struct weft_runtime *rt)
 		}
 	}
 	if (rt->threads) {
-		for (unsigned i = 0; i < rt->nworkers; i++)
+		for (unsigned i = 0; i < rt->nworkers; i++) {
 			pthread_mutex_destroy(&rt->threads[i].inbox_lock);
+			weft__poller_destroy(&rt->threads[i].poller);
+		}
 	}
 	weft__registry_destroy(&rt->reg);
 	weft__blocking_destroy(&rt->blocking);
@@ -220,7 +222,8 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
 		th->rt = rt;
 		th->worker = w;
 		th->index = i;
-		weft__parker_init(&th->parker);
+		weft__poller_init(&th->poller); /* else: no epoll, a futex parker */
+		weft__parker_init(&th->parker, &th->poller);
 		weft__lock_init(&th->inbox_lock);
 	}
 	if (start_threads(rt) < 0) {

@@ -313,6 +313,7 @@ struct weft_task *weft__next_runnable(struct weft__thread *th)
 	if (--w->gq_countdown == 0) {
 		w->gq_countdown = rt->cfg.global_queue_interval;
 		weft__stack_depot_trim(&rt->stacks, weft_now_ns());
+		weft__poller_poll_now(&th->poller);
 		if ((t = inbox_pop(th)) || (t = take_injected(rt, w, true)))
 			return t;
 	}
@@ -386,6 +387,8 @@ static struct weft_task *search(struct weft__thread *th)
 			return t;
 		if (atomic_load_explicit(&rt->stopping, memory_order_relaxed))
 			return NULL;
+		if (weft__poller_poll_now(&th->poller) && (t = weft__next_runnable(th)))
+			return t;
 		uint64_t now = weft__mono_ns();
 		if (weft__timers_due(&th->worker->timers, now)) {
 			weft__timers_fire(&th->worker->timers, now, UINT_MAX);
@@ -435,12 +438,16 @@ static void sleep_until_woken(struct weft__thread *th)
 			wait_ns = WEFT__STACK_TRIM_NS; /* wake to give idle stacks back */
 		if (wait_ns == 0 && weft__idle_take_sleeper(&rt->idle, th->index))
 			return; /* a timer is due: back to the loop, which fires it */
-		weft__parker_park_timeout(&th->parker, wait_ns);
+		bool events = weft__parker_park_timeout(&th->parker, wait_ns);
 		bool searching;
 		if (weft__idle_from_sleeping(&rt->idle, th->index, &searching)) {
 			th->searching = searching;
 			return;
 		}
+		/* Readiness woke tasks onto this worker (its LIFO slot, which
+		   wakes nobody): go and run them. */
+		if (events && weft__idle_take_sleeper(&rt->idle, th->index))
+			return;
 	}
 }
 

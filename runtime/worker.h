@@ -22,6 +22,7 @@
 #include "park.h"
 #include "queue.h"
 #include "stack.h"
+#include "../io/poller.h"
 #include "../timer/timer.h"
 
 struct weft_runtime;
@@ -80,6 +81,7 @@ struct weft__thread {
 	struct weft__fiber pend_fiber;
 	struct weft__fiber sched; /* the scheduler's own context on the thread stack */
 	struct weft__parker parker;
+	struct weft__poller poller; /* its epoll: readiness of the fds it watches */
 	void *altstack;
 	struct weft_task *_Atomic running; /* for shutdown's report of stragglers */
 

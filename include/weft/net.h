@@ -5,11 +5,23 @@
 #define WEFT_NET_H
 
 #include <netdb.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* A listening TCP socket on host (NULL: every local address; a name is
+   resolved with weft_getaddrinfo) and port (0: any free one), with
+   SO_REUSEADDR and the backlog given (<= 0: SOMAXCONN). Returns the fd
+   (non-blocking, close-on-exec) or a negative errno. */
+int weft_tcp_listen(const char *host, uint16_t port, int backlog);
+
+/* Connects to host:port, trying each address the name resolves to (a
+   wait). Returns the connected fd or the last error (-ECONNREFUSED, ...);
+   -EINVAL for a NULL host. */
+int weft_tcp_connect(const char *host, uint16_t port);
 
 /* getaddrinfo(3) run on the blocking pool, so that a slow resolver parks the
    calling task instead of blocking its worker (from a plain thread, or a

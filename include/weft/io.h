@@ -1,0 +1,89 @@
+/*
+ * weft I/O on file descriptors: sockets, pipes, files.
+ *
+ * Every call that may wait is a wait (weft.h): from a task it parks the task
+ * (never the worker), checks cancellation and the deadline scope first
+ * (-ECANCELED, -ETIMEDOUT, taking no effect), and once its operation took
+ * effect returns its result. Called from a plain thread (or a blocking job)
+ * it blocks the thread, honouring the thread's deadline scope.
+ *
+ * A cancelled or timed-out call has transferred nothing: data is never lost
+ * to a cancellation. Calls return a count or fd, or a negative errno: the
+ * system call's own errors (-ECONNRESET, -EPIPE, -EMFILE, ...), -EBADF when
+ * the fd is closed with weft_close() while the call waits on it.
+ *
+ * Descriptors stay ordinary file descriptors. weft sets O_NONBLOCK on the
+ * ones it creates and copes with blocking descriptors it is given. Close
+ * descriptors that tasks wait on with weft_close(), which wakes them.
+ *
+ * Backend: today readiness through one epoll per worker (an fd joins the
+ * epoll of the worker that first waits on it); regular files are read and
+ * written on the blocking pool. The io_uring backend is the next step.
+ */
+#ifndef WEFT_IO_H
+#define WEFT_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Accepts a connection (the new fd is non-blocking and close-on-exec).
+   addr/len may be NULL. -EMFILE/-ENFILE when out of descriptors (the
+   listening socket stays usable). */
+int weft_accept(int fd, struct sockaddr *addr, socklen_t *len);
+
+/* Connects fd (made non-blocking if it was not) and waits for the result:
+   0 or the connection error (-ECONNREFUSED, ...). Cancelled or timed out,
+   the connection attempt is abandoned: close fd. */
+int weft_connect(int fd, const struct sockaddr *addr, socklen_t len);
+
+/* recv/send: at most len bytes, as the system calls (flags as theirs; 0 at
+   end of stream). */
+ssize_t weft_recv(int fd, void *buf, size_t len, int flags);
+ssize_t weft_send(int fd, const void *buf, size_t len, int flags);
+ssize_t weft_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr,
+                      socklen_t *addrlen);
+ssize_t weft_sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *addr,
+                    socklen_t addrlen);
+
+/* Sends all len bytes (MSG_NOSIGNAL). Returns len; or, when an error,
+   a cancellation or a deadline stops it after some bytes went out, that
+   short count (the next call reports the error); or the error itself when
+   nothing was sent. weft_send and weft_sendto add MSG_NOSIGNAL too. */
+ssize_t weft_send_all(int fd, const void *buf, size_t len);
+
+/* read/write (offset -1: the current position; else pread/pwrite). On a
+   regular file they run on the blocking pool and are not interrupted once
+   started: a cancellation arriving meanwhile is reported by the next wait. */
+ssize_t weft_read(int fd, void *buf, size_t len, int64_t offset);
+ssize_t weft_write(int fd, const void *buf, size_t len, int64_t offset);
+ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt, int64_t offset);
+ssize_t weft_writev(int fd, const struct iovec *iov, int iovcnt, int64_t offset);
+
+/* open(2) (O_CLOEXEC added) and fsync(2) on the blocking pool. */
+int weft_open(const char *path, int flags, mode_t mode);
+int weft_fsync(int fd);
+
+/* Closes fd; tasks waiting on it get -EBADF. Never interrupted, not a
+   wait. */
+int weft_close(int fd);
+
+/* shutdown(2). */
+int weft_shutdown(int fd, int how);
+
+/* Waits until fd is ready for events (POLLIN and/or POLLOUT) and returns
+   which of them are ready (a positive mask; POLLHUP/POLLERR count as both):
+   the readiness wait for foreign libraries that do their own I/O. */
+int weft_wait_fd(int fd, short events);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,78 @@
+/*
+ * The epoll poller of a worker thread; see poller.h.
+ */
+#include "poller.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fdtable.h"
+
+#define EVENTS_PER_POLL 128
+#define WAKE_DATA UINT64_MAX /* an fd event's data is never all ones */
+
+int weft__poller_init(struct weft__poller *p)
+{
+	atomic_init(&p->registered, 0);
+	p->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (p->epfd < 0)
+		return -errno;
+	p->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = WAKE_DATA};
+	if (p->wakefd < 0 || epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->wakefd, &ev) < 0) {
+		int err = errno;
+		if (p->wakefd >= 0)
+			close(p->wakefd);
+		close(p->epfd);
+		p->epfd = p->wakefd = -1;
+		return -err;
+	}
+	return 0;
+}
+
+void weft__poller_destroy(struct weft__poller *p)
+{
+	if (p->epfd < 0)
+		return;
+	weft__fdtable_forget_epoll(p->epfd);
+	close(p->wakefd);
+	close(p->epfd);
+	p->epfd = p->wakefd = -1;
+}
+
+unsigned weft__poller_poll(struct weft__poller *p, uint64_t timeout_ns)
+{
+	struct epoll_event ev[EVENTS_PER_POLL];
+	struct timespec ts, *tp = NULL;
+	if (timeout_ns != UINT64_MAX) {
+		ts.tv_sec = (time_t)(timeout_ns / 1000000000ull);
+		ts.tv_nsec = (long)(timeout_ns % 1000000000ull);
+		tp = &ts;
+	}
+	int n = epoll_pwait2(p->epfd, ev, EVENTS_PER_POLL, tp, NULL);
+	unsigned handled = 0;
+	for (int i = 0; i < n; i++) {
+		if (ev[i].data.u64 == WAKE_DATA) {
+			uint64_t v;
+			if (read(p->wakefd, &v, sizeof v) < 0) {
+				/* EAGAIN: another poll of ours drained it already */
+			}
+			continue;
+		}
+		weft__fdtable_event(ev[i].data.u64, ev[i].events);
+		handled++;
+	}
+	return handled;
+}
+
+void weft__poller_wake(struct weft__poller *p)
+{
+	uint64_t one = 1;
+	if (write(p->wakefd, &one, sizeof one) < 0) {
+		/* EAGAIN: the counter is saturated, so a wake is pending anyway */
+	}
+}
