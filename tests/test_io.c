@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -645,4 +646,51 @@ Test(io, bad_arguments_get_negative_errno)
 	cr_assert_eq(weft_accept(sv[0], NULL, NULL), -EINVAL); /* not listening */
 	weft_close(sv[0]);
 	weft_close(sv[1]);
+}
+
+/* --------------------------------------------------------------- signals */
+
+struct sig_wait {
+	int signo, rc;
+	_Atomic int waiting;
+};
+
+static void *wait_signal(void *arg)
+{
+	struct sig_wait *s = arg;
+	atomic_store(&s->waiting, 1);
+	s->rc = weft_signal_wait(s->signo);
+	return NULL;
+}
+
+Test(io, signal_wait_returns_when_the_signal_arrives)
+{
+	weft_runtime *rt = test_runtime(2);
+	struct sig_wait s = {.signo = SIGUSR1, .rc = 1};
+	weft_task *t = weft_spawn_on(rt, wait_signal, &s);
+	wait_flag_thread(&s.waiting);
+	test_sleep_ms(20);
+	cr_assert_eq(kill(getpid(), SIGUSR1), 0);
+	cr_assert_eq(weft_join(t, NULL), 0);
+	cr_assert_eq(s.rc, 0);
+	/* A delivery before anyone waits is kept for the next wait. */
+	cr_assert_eq(kill(getpid(), SIGUSR1), 0);
+	s.rc = 1;
+	t = weft_spawn_on(rt, wait_signal, &s);
+	cr_assert_eq(weft_join(t, NULL), 0);
+	cr_assert_eq(s.rc, 0);
+	/* A waiting task can be cancelled; bad signals are refused. */
+	s.rc = 1;
+	atomic_store(&s.waiting, 0);
+	t = weft_spawn_on(rt, wait_signal, &s);
+	wait_flag_thread(&s.waiting);
+	test_sleep_ms(20);
+	weft_cancel(t);
+	cr_assert_eq(weft_join(t, NULL), WEFT_CANCELED);
+	cr_assert_eq(s.rc, -ECANCELED);
+	cr_assert_eq(weft_signal_wait(SIGKILL), -EINVAL);
+	cr_assert_eq(weft_signal_wait(0), -EINVAL);
+	cr_assert_eq(weft_signal_wait(NSIG), -EINVAL);
+	weft_runtime_free(rt);
+	assert_no_leaks();
 }

@@ -82,6 +82,15 @@ int weft_shutdown(int fd, int how);
    the readiness wait for foreign libraries that do their own I/O. */
 int weft_wait_fd(int fd, short events);
 
+/* Waits until signal signo is delivered to the process (a wait; 0 once it
+   arrived). The first call for a signal installs weft's handler for it for
+   the rest of the process -- the signal no longer has its default effect,
+   e.g. SIGINT no longer terminates -- and a delivery nobody waits for yet is
+   kept for the next call. Each delivery ends one call. -EINVAL for signals
+   that cannot be caught or are synchronous (SIGKILL, SIGSTOP, SIGSEGV,
+   SIGBUS, SIGILL, SIGFPE). For graceful shutdown on SIGINT/SIGTERM. */
+int weft_signal_wait(int signo);
+
 #ifdef __cplusplus
 }
 #endif
