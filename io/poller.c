@@ -4,6 +4,8 @@
 #include "poller.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -44,16 +46,33 @@ void weft__poller_destroy(struct weft__poller *p)
 	p->epfd = p->wakefd = -1;
 }
 
+/* epoll_pwait2 takes a timeout in nanoseconds (timer deadlines need no
+   rounding); kernels before 5.11 and emulators (qemu-user 7) lack it: then
+   epoll_wait, with the timeout rounded up to whole milliseconds. */
+static _Atomic bool have_pwait2 = true;
+
+static int wait_events(int epfd, struct epoll_event *ev, uint64_t timeout_ns)
+{
+	if (atomic_load_explicit(&have_pwait2, memory_order_relaxed)) {
+		struct timespec ts, *tp = NULL;
+		if (timeout_ns != UINT64_MAX) {
+			ts.tv_sec = (time_t)(timeout_ns / 1000000000ull);
+			ts.tv_nsec = (long)(timeout_ns % 1000000000ull);
+			tp = &ts;
+		}
+		int n = epoll_pwait2(epfd, ev, EVENTS_PER_POLL, tp, NULL);
+		if (n >= 0 || errno != ENOSYS)
+			return n;
+		atomic_store_explicit(&have_pwait2, false, memory_order_relaxed);
+	}
+	uint64_t ms = timeout_ns == UINT64_MAX ? UINT64_MAX : (timeout_ns + 999999) / 1000000;
+	return epoll_wait(epfd, ev, EVENTS_PER_POLL, ms > INT_MAX ? -1 : (int)ms);
+}
+
 unsigned weft__poller_poll(struct weft__poller *p, uint64_t timeout_ns)
 {
 	struct epoll_event ev[EVENTS_PER_POLL];
-	struct timespec ts, *tp = NULL;
-	if (timeout_ns != UINT64_MAX) {
-		ts.tv_sec = (time_t)(timeout_ns / 1000000000ull);
-		ts.tv_nsec = (long)(timeout_ns % 1000000000ull);
-		tp = &ts;
-	}
-	int n = epoll_pwait2(p->epfd, ev, EVENTS_PER_POLL, tp, NULL);
+	int n = wait_events(p->epfd, ev, timeout_ns);
 	unsigned handled = 0;
 	for (int i = 0; i < n; i++) {
 		if (ev[i].data.u64 == WAKE_DATA) {
