@@ -8,6 +8,7 @@
  * connection tasks are cancelled (their pending recv returns -ECANCELED),
  * each closes its socket, and the runtime shuts down.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdint.h>
@@ -58,9 +59,14 @@ static void *main_task(void *arg)
 		return (void *)1;
 	}
 	listener_fd = s->listener;
+	struct sockaddr_storage a;
+	socklen_t alen = sizeof a;
+	if (getsockname(s->listener, (struct sockaddr *)&a, &alen) == 0)
+		s->port = ntohs(a.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&a)->sin6_port
+		                                        : ((struct sockaddr_in *)&a)->sin_port);
 	weft_task *sig[2] = {weft_spawn(on_signal, (void *)(intptr_t)SIGINT),
 	                     weft_spawn(on_signal, (void *)(intptr_t)SIGTERM)};
-	fprintf(stderr, "weft-echo listening on %s:%u\n", s->host, s->port);
+	fprintf(stderr, "weft-echo listening on %s:%u\n", s->host, s->port); /* the real port */
 	for (;;) {
 		int c = weft_accept(s->listener, NULL, NULL);
 		if (c >= 0) {
@@ -82,7 +88,7 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: weft-echo [--port P] [--host H] [--workers N]\n"
 	           "  TCP echo server (4 KiB buffer), one task per connection.\n"
-	           "  --port P     port to listen on (default 7001)\n"
+	           "  --port P     port to listen on (default 7001; 0: any, printed)\n"
 	           "  --host H     address to bind (default 127.0.0.1)\n"
 	           "  --workers N  worker threads (default: one per CPU)\n"
 	           "  SIGINT/SIGTERM shut it down gracefully.\n");

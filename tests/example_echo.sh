@@ -4,14 +4,17 @@
 # cleanly on SIGTERM (exit status 0) while a client is still connected.
 set -euo pipefail
 bin=$1
-port=$((20000 + RANDOM % 20000))
-"$bin" --port "$port" --workers 2 &
+log=$(mktemp)
+"$bin" --port 0 --workers 2 2>"$log" & # it prints the port it got
 pid=$!
-trap 'kill -9 $pid 2>/dev/null || true' EXIT
-for _ in $(seq 100); do
-	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+trap 'kill -9 $pid 2>/dev/null || true; cat "$log" >&2; rm -f "$log"' EXIT
+port=
+for _ in $(seq 200); do
+	port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$log")
+	[ -n "$port" ] && break
 	sleep 0.05
 done
+[ -n "$port" ] || { echo "example_echo: the server did not start" >&2; exit 1; }
 talk() { # message
 	exec {fd}<>"/dev/tcp/127.0.0.1/$port"
 	printf '%s' "$1" >&$fd
@@ -30,4 +33,6 @@ for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
 if kill -0 "$pid" 2>/dev/null; then echo "example_echo: no shutdown on SIGTERM" >&2; exit 1; fi
 wait "$pid" || { echo "example_echo: exit status $?" >&2; exit 1; }
 trap - EXIT
+cat "$log" >&2 # sanitizer reports, if any, reach ctest
+rm -f "$log"
 echo "example_echo: ok"
