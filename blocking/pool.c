@@ -126,23 +126,21 @@ static bool unqueue(struct weft__blocking *p, struct weft_task *t)
 
 static void idle_push(struct weft__blocking *p, struct weft__pool_thread *th)
 {
-	th->prev = NULL;
-	th->next = p->idle;
-	if (p->idle)
-		p->idle->prev = th;
-	p->idle = th;
+	weft__dlist_push_head(&p->idle, &th->idle_link);
 	th->idle = true;
 }
 
 static void idle_remove(struct weft__blocking *p, struct weft__pool_thread *th)
 {
-	if (th->prev)
-		th->prev->next = th->next;
-	else
-		p->idle = th->next;
-	if (th->next)
-		th->next->prev = th->prev;
+	weft__dlist_unlink(&p->idle, &th->idle_link);
 	th->idle = false;
+}
+
+/* The most recently idle thread, or NULL. */
+static struct weft__pool_thread *idle_first(struct weft__blocking *p)
+{
+	return p->idle.head ? weft__container_of(p->idle.head, struct weft__pool_thread, idle_link)
+	                    : NULL;
 }
 
 /* Wakes an idle thread taken off the idle list (under the lock). */
@@ -221,7 +219,7 @@ static int start_thread(struct weft__blocking *p);
    when every started thread is busy with a job and none is starting. */
 static bool start_wanted(const struct weft__blocking *p)
 {
-	return p->queued && !p->idle && p->threads < p->max_threads && p->starting == 0 &&
+	return p->queued && !p->idle.head && p->threads < p->max_threads && p->starting == 0 &&
 	       p->busy == p->threads;
 }
 
@@ -343,7 +341,7 @@ static int submit(struct weft__blocking *p, struct weft_task *t)
 		return -ESHUTDOWN;
 	}
 	atomic_fetch_add_explicit(&p->alive, 1, memory_order_relaxed);
-	struct weft__pool_thread *th = p->idle;
+	struct weft__pool_thread *th = idle_first(p);
 	if (th) {
 		idle_remove(p, th);
 		th->handed = t;
@@ -418,7 +416,8 @@ void weft__blocking_init(struct weft__blocking *p, struct weft_runtime *rt, unsi
 	pthread_condattr_destroy(&a);
 	p->head = p->tail = NULL;
 	p->queued = 0;
-	p->idle = p->all = NULL;
+	weft__dlist_init(&p->idle);
+	p->all = NULL;
 	p->threads = p->starting = p->busy = 0;
 	p->max_threads = max_threads;
 	p->keepalive_ns = keepalive_ns;
@@ -432,8 +431,8 @@ void weft__blocking_close(struct weft__blocking *p)
 {
 	pthread_mutex_lock(&p->lock);
 	p->closed = true;
-	while (p->idle) {
-		struct weft__pool_thread *th = p->idle;
+	struct weft__pool_thread *th;
+	while ((th = idle_first(p))) {
 		idle_remove(p, th);
 		wake_thread(th);
 	}

@@ -28,13 +28,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../runtime/list.h"
+
 struct weft_runtime;
 struct weft_task;
 
 /* One pool thread. Its fields are under the pool's lock but for `word`. */
 struct weft__pool_thread {
-	struct weft__pool_thread *prev, *next; /* the idle list */
-	struct weft__pool_thread *all_next;    /* every thread, for reports and joins */
+	struct weft__dlink idle_link;       /* in the idle list */
+	struct weft__pool_thread *all_next; /* every thread, for reports and joins */
 	struct weft__blocking *pool;
 	pthread_t pthread;
 	struct weft_task *handed;  /* a job handed over while idle */
@@ -49,7 +51,7 @@ struct weft__blocking {
 	pthread_cond_t exited;         /* a thread exited */
 	struct weft_task *head, *tail; /* queued jobs, through qnext */
 	size_t queued;
-	struct weft__pool_thread *idle; /* most recently idle first */
+	struct weft__dlist idle; /* most recently idle first */
 	struct weft__pool_thread *all;
 	unsigned threads;  /* started, not exited */
 	unsigned starting; /* started, not yet looking for a job */

@@ -77,32 +77,28 @@ int weft__fd_kind(struct weft__fd_state *st, int fd)
 
 /* ------------------------------------------------------------ under lock */
 
+static struct weft__fd_waiter *waiter_of(struct weft__dlink *l)
+{
+	return weft__container_of(l, struct weft__fd_waiter, link);
+}
+
 static void link_waiter(struct weft__fd_state *st, struct weft__fd_waiter *w)
 {
-	w->prev = NULL;
-	w->next = st->waiters;
-	if (st->waiters)
-		st->waiters->prev = w;
-	st->waiters = w;
+	weft__dlist_push_head(&st->waiters, &w->link);
 	w->linked = true;
 }
 
 static void unlink_waiter(struct weft__fd_state *st, struct weft__fd_waiter *w)
 {
-	if (w->prev)
-		w->prev->next = w->next;
-	else
-		st->waiters = w->next;
-	if (w->next)
-		w->next->prev = w->prev;
+	weft__dlist_unlink(&st->waiters, &w->link);
 	w->linked = false;
 }
 
 static uint32_t interest_of(const struct weft__fd_state *st)
 {
 	uint32_t in = 0;
-	for (const struct weft__fd_waiter *w = st->waiters; w; w = w->next)
-		in |= w->interest;
+	for (struct weft__dlink *l = st->waiters.head; l; l = l->next)
+		in |= waiter_of(l)->interest;
 	return in;
 }
 
@@ -140,8 +136,9 @@ static void take_woken(struct weft__fd_state *st, uint32_t events, int result,
 {
 	uint32_t in = events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR) ? EPOLLIN : 0;
 	uint32_t out = events & (EPOLLOUT | EPOLLHUP | EPOLLERR) ? EPOLLOUT : 0;
-	for (struct weft__fd_waiter *w = st->waiters, *next; w && *n < cap; w = next) {
-		next = w->next;
+	for (struct weft__dlink *l = st->waiters.head, *next; l && *n < cap; l = next) {
+		next = l->next;
+		struct weft__fd_waiter *w = waiter_of(l);
 		if (!(w->interest & (in | out)))
 			continue;
 		unlink_waiter(st, w);
@@ -270,7 +267,7 @@ int weft__fd_close(int fd)
 		st->kind = WEFT__FD_UNKNOWN;
 		/* Waits starting meanwhile see `closing`; the number cannot be
 		   reused before close(2) below. */
-		while (st->waiters) {
+		while (st->waiters.head) {
 			take_woken(st, EPOLLERR, -EBADF, woken, &n, WAKE_BATCH);
 			pthread_mutex_unlock(&st->lock);
 			for (size_t i = 0; i < n; i++)

@@ -36,6 +36,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "../runtime/list.h"
 #include "../runtime/task.h"
 
 #define WEFT__FD_CHUNK 1024
@@ -47,8 +48,8 @@ struct weft_runtime;
 
 /* A task waiting for readiness; lives on the task's stack. */
 struct weft__fd_waiter {
-	struct weft__fd_waiter *next, *prev;
-	uint32_t interest; /* EPOLLIN and/or EPOLLOUT */
+	struct weft__dlink link; /* in its state's waiters */
+	uint32_t interest;       /* EPOLLIN and/or EPOLLOUT */
 	struct weft__waker waker;
 	int result;  /* 0: ready; -EBADF: closed */
 	bool linked; /* on its state's list */
@@ -62,7 +63,7 @@ struct weft__fd_state {
 	uint8_t kind;                 /* WEFT__FD_*, found at first use */
 	bool nonblock;                /* O_NONBLOCK was set when its kind was found */
 	bool closing;
-	struct weft__fd_waiter *waiters;
+	struct weft__dlist waiters;
 };
 
 /* The state of fd, created on first use; NULL for a negative or too large

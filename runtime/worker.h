@@ -32,9 +32,7 @@ struct weft_task;
 #define WEFT__TASK_CACHE_MAX 256 /* freed task headers kept per worker */
 #define WEFT__REFILL_BELOW 16    /* top the local queue up from the injector below this */
 #define WEFT__INJECT_HEADROOM 32 /* local queue slots an injector batch leaves free */
-#ifndef WEFT__TIMERS_PER_TICK
-#define WEFT__TIMERS_PER_TICK 4 /* due timers a busy worker fires between two tasks */
-#endif
+#define WEFT__TIMERS_PER_TICK 4  /* due timers a busy worker fires between two tasks */
 
 struct weft__worker {
 	struct weft__lqueue lq; /* stealable */

@@ -34,63 +34,20 @@ static unsigned slot_for(uint64_t when, unsigned level)
 	return (unsigned)(when >> (level * LEVEL_BITS)) & SLOT_MASK;
 }
 
-static void list_push_head(struct weft__wheel_list *l, struct weft__wheel_entry *e)
+static struct weft__wheel_entry *entry_of(struct weft__dlink *l)
 {
-	e->prev = NULL;
-	e->next = l->head;
-	if (l->head)
-		l->head->prev = e;
-	else
-		l->tail = e;
-	l->head = e;
-}
-
-static void list_push_tail(struct weft__wheel_list *l, struct weft__wheel_entry *e)
-{
-	e->next = NULL;
-	e->prev = l->tail;
-	if (l->tail)
-		l->tail->next = e;
-	else
-		l->head = e;
-	l->tail = e;
-}
-
-static void list_unlink(struct weft__wheel_list *l, struct weft__wheel_entry *e)
-{
-	if (e->prev)
-		e->prev->next = e->next;
-	else
-		l->head = e->next;
-	if (e->next)
-		e->next->prev = e->prev;
-	else
-		l->tail = e->prev;
-}
-
-/* Appends all of src to dst. */
-static void list_splice_tail(struct weft__wheel_list *dst, const struct weft__wheel_list *src)
-{
-	if (!src->head)
-		return;
-	if (dst->tail) {
-		dst->tail->next = src->head;
-		src->head->prev = dst->tail;
-	} else {
-		dst->head = src->head;
-	}
-	dst->tail = src->tail;
+	return weft__container_of(l, struct weft__wheel_entry, link);
 }
 
 void weft__wheel_init(struct weft__wheel *w, uint64_t now)
 {
 	w->elapsed = now;
 	w->count = 0;
-	w->due.head = w->due.tail = NULL;
+	weft__dlist_init(&w->due);
 	for (unsigned l = 0; l < WEFT__WHEEL_LEVELS; l++) {
 		w->occupied[l] = 0;
 		for (unsigned s = 0; s < WEFT__WHEEL_SLOTS; s++)
-			w->slots[l][s].head = w->slots[l][s].tail = NULL;
+			weft__dlist_init(&w->slots[l][s]);
 	}
 }
 
@@ -101,7 +58,7 @@ static void file(struct weft__wheel *w, struct weft__wheel_entry *e)
 	unsigned slot = slot_for(e->when, level);
 	e->level = (uint8_t)level;
 	e->slot = (uint8_t)slot;
-	list_push_head(&w->slots[level][slot], e);
+	weft__dlist_push_head(&w->slots[level][slot], &e->link);
 	w->occupied[level] |= 1ull << slot;
 }
 
@@ -117,10 +74,10 @@ bool weft__wheel_insert(struct weft__wheel *w, struct weft__wheel_entry *e)
 void weft__wheel_remove(struct weft__wheel *w, struct weft__wheel_entry *e)
 {
 	if (e->when <= w->elapsed) {
-		list_unlink(&w->due, e);
+		weft__dlist_unlink(&w->due, &e->link);
 	} else {
-		struct weft__wheel_list *l = &w->slots[e->level][e->slot];
-		list_unlink(l, e);
+		struct weft__dlist *l = &w->slots[e->level][e->slot];
+		weft__dlist_unlink(l, &e->link);
 		if (!l->head)
 			w->occupied[e->level] &= ~(1ull << e->slot);
 	}
@@ -162,13 +119,13 @@ static bool next_expiration(const struct weft__wheel *w, unsigned *level, unsign
 	return false;
 }
 
-static void visit_list(struct weft__wheel_entry *e, void (*fn)(struct weft__wheel_entry *, void *),
+static void visit_list(struct weft__dlink *l, void (*fn)(struct weft__wheel_entry *, void *),
                        void *arg)
 {
-	while (e) {
-		struct weft__wheel_entry *next = e->next;
-		fn(e, arg);
-		e = next;
+	while (l) {
+		struct weft__dlink *next = l->next;
+		fn(entry_of(l), arg);
+		l = next;
 	}
 }
 
@@ -195,18 +152,19 @@ void weft__wheel_advance(struct weft__wheel *w, uint64_t now)
 	unsigned level, slot;
 	uint64_t d;
 	while (next_expiration(w, &level, &slot, &d) && d <= now) {
-		struct weft__wheel_list l = w->slots[level][slot];
-		w->slots[level][slot].head = w->slots[level][slot].tail = NULL;
+		struct weft__dlist l = w->slots[level][slot];
+		weft__dlist_init(&w->slots[level][slot]);
 		w->occupied[level] &= ~(1ull << slot);
 		w->elapsed = d;
 		if (level == 0) {
-			list_splice_tail(&w->due, &l); /* all due at d */
+			weft__dlist_splice_tail(&w->due, &l); /* all due at d */
 			continue;
 		}
-		for (struct weft__wheel_entry *e = l.head, *next; e; e = next) {
-			next = e->next;
+		for (struct weft__dlink *n = l.head, *next; n; n = next) {
+			next = n->next;
+			struct weft__wheel_entry *e = entry_of(n);
 			if (e->when <= d)
-				list_push_tail(&w->due, e);
+				weft__dlist_push_tail(&w->due, &e->link);
 			else
 				file(w, e);
 		}
@@ -217,10 +175,10 @@ void weft__wheel_advance(struct weft__wheel *w, uint64_t now)
 
 struct weft__wheel_entry *weft__wheel_pop_due(struct weft__wheel *w)
 {
-	struct weft__wheel_entry *e = w->due.head;
-	if (e) {
-		list_unlink(&w->due, e);
-		w->count--;
-	}
-	return e;
+	struct weft__dlink *n = w->due.head;
+	if (!n)
+		return NULL;
+	weft__dlist_unlink(&w->due, n);
+	w->count--;
+	return entry_of(n);
 }

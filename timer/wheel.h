@@ -35,26 +35,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../runtime/list.h"
+
 #define WEFT__WHEEL_LEVELS 6
 #define WEFT__WHEEL_SLOTS 64
 #define WEFT__WHEEL_NEVER UINT64_MAX
 
 struct weft__wheel_entry {
-	uint64_t when; /* deadline tick */
-	struct weft__wheel_entry *next, *prev;
+	uint64_t when;           /* deadline tick */
+	struct weft__dlink link; /* in its slot's list, or the due list */
 	uint8_t level, slot;
-};
-
-struct weft__wheel_list {
-	struct weft__wheel_entry *head, *tail;
 };
 
 struct weft__wheel {
 	uint64_t elapsed; /* every tick before this has been processed */
 	uint64_t occupied[WEFT__WHEEL_LEVELS];
-	struct weft__wheel_list slots[WEFT__WHEEL_LEVELS][WEFT__WHEEL_SLOTS];
-	struct weft__wheel_list due; /* expired, not yet taken */
-	size_t count;                /* filed and due */
+	struct weft__dlist slots[WEFT__WHEEL_LEVELS][WEFT__WHEEL_SLOTS];
+	struct weft__dlist due; /* expired, not yet taken */
+	size_t count;           /* filed and due */
 };
 
 void weft__wheel_init(struct weft__wheel *w, uint64_t now);
