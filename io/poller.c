@@ -24,7 +24,10 @@ int weft__poller_init(struct weft__poller *p)
 	if (p->epfd < 0)
 		return -errno;
 	p->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = WAKE_DATA};
+	/* Edge-triggered: every write is an event of its own, so the counter
+	   is never read back -- a wake costs the waker's write and nothing on
+	   the woken side (it would take 2^64 wakes to fill it). */
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.u64 = WAKE_DATA};
 	if (p->wakefd < 0 || epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->wakefd, &ev) < 0) {
 		int err = errno;
 		if (p->wakefd >= 0)
@@ -75,13 +78,8 @@ unsigned weft__poller_poll(struct weft__poller *p, uint64_t timeout_ns)
 	int n = wait_events(p->epfd, ev, timeout_ns);
 	unsigned handled = 0;
 	for (int i = 0; i < n; i++) {
-		if (ev[i].data.u64 == WAKE_DATA) {
-			uint64_t v;
-			if (read(p->wakefd, &v, sizeof v) < 0) {
-				/* EAGAIN: another poll of ours drained it already */
-			}
-			continue;
-		}
+		if (ev[i].data.u64 == WAKE_DATA)
+			continue; /* an unpark */
 		weft__fdtable_event(ev[i].data.u64, ev[i].events);
 		handled++;
 	}
