@@ -12,10 +12,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <weft/task.h>
 
 #include "../runtime/lock.h"
 #include "../runtime/spin.h"
@@ -23,6 +26,8 @@
 #include "../runtime/wait.h"
 #include "../runtime/worker.h"
 #include "poller.h"
+#include "ring.h"
+#include "uring_ops.h"
 
 static struct weft__fd_state *_Atomic chunks[WEFT__FD_CHUNKS];
 static pthread_mutex_t grow_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -210,6 +215,12 @@ int weft__fd_wait(int fd, uint32_t interest)
 	int rc = weft__wait_enter();
 	if (rc)
 		return rc;
+#ifdef WEFT_HAVE_URING
+	if (weft__ring_current()) {
+		rc = weft__uring_poll_fd(fd, interest);
+		return rc < 0 ? rc : 0;
+	}
+#endif
 	struct weft__fd_state *st = weft__fd_state(fd);
 	if (!st)
 		return fd < 0 ? -EBADF : -ENOMEM;
@@ -247,6 +258,102 @@ int weft__fd_wait(int fd, uint32_t interest)
 	}
 }
 
+/* ------------------------------------------------------------------ uops */
+
+int weft__fd_track(int fd, struct weft__uop *op)
+{
+	struct weft__fd_state *st = weft__fd_state(fd);
+	if (!st)
+		return fd < 0 ? -EBADF : -ENOMEM;
+	pthread_mutex_lock(&st->lock);
+	if (st->closing) {
+		pthread_mutex_unlock(&st->lock);
+		return -EBADF;
+	}
+	weft__dlist_push_head(&st->uops, &op->link);
+	op->linked = true;
+	op->closing = false;
+	pthread_mutex_unlock(&st->lock);
+	return 0;
+}
+
+bool weft__fd_untrack(struct weft__uop *op)
+{
+	struct weft__fd_state *st = weft__fd_state(op->fd);
+	pthread_mutex_lock(&st->lock);
+	if (op->linked) {
+		weft__dlist_unlink(&st->uops, &op->link);
+		op->linked = false;
+	}
+	bool closed = op->closing;
+	pthread_mutex_unlock(&st->lock);
+	return closed;
+}
+
+/* A ring and how far it must have submitted before fd may be closed. */
+struct unsubmitted {
+	struct weft__ring *ring;
+	uint64_t seq;
+};
+
+#define UNSUBMITTED_MAX 16
+
+/* Under the state's lock: cancels every uop on the fd; notes those whose
+   SQE is still in a ring's queue (up to UNSUBMITTED_MAX rings; beyond,
+   *more is set and the caller looks again). */
+static size_t cancel_uops(struct weft__fd_state *st, struct unsubmitted *u, bool *more)
+{
+	size_t n = 0;
+	*more = false;
+	for (struct weft__dlink *l = st->uops.head; l; l = l->next) {
+		struct weft__uop *op = weft__container_of(l, struct weft__uop, link);
+		if (!op->closing) {
+			op->closing = true;
+			weft__ring_cancel(op);
+		}
+		if (atomic_load_explicit(&op->ring->submitted_seq, memory_order_acquire) >= op->seq)
+			continue;
+		size_t k = 0;
+		while (k < n && u[k].ring != op->ring)
+			k++;
+		if (k == n) {
+			if (n == UNSUBMITTED_MAX) {
+				*more = true;
+				continue;
+			}
+			u[n++] = (struct unsubmitted){op->ring, op->seq};
+		} else if (op->seq > u[k].seq) {
+			u[k].seq = op->seq;
+		}
+	}
+	return n;
+}
+
+/* Lock not held: until each ring submitted up to its mark. Our own ring
+   submits now; another thread's does at its next submit, which its cancel
+   request (a wake) hastens. Meanwhile our own ring keeps submitting and
+   taking cancel requests -- that other thread may be closing an fd with an
+   op queued on ours -- and a task lets its worker's other tasks run. */
+static void await_submitted(const struct unsubmitted *u, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct weft__ring *own = weft__ring_current();
+		if (u[i].ring == own) {
+			weft__ring_poll(own);
+			continue;
+		}
+		while (atomic_load_explicit(&u[i].ring->submitted_seq, memory_order_acquire) <
+		       u[i].seq) {
+			if ((own = weft__ring_current()))
+				weft__ring_poll_now(own);
+			if (weft__tls()->task)
+				weft_yield();
+			else
+				sched_yield();
+		}
+	}
+}
+
 /* ----------------------------------------------------------------- close */
 
 int weft__fd_close(int fd)
@@ -274,6 +381,16 @@ int weft__fd_close(int fd)
 				weft__waker_wake(woken[i]);
 			n = 0;
 			pthread_mutex_lock(&st->lock);
+		}
+		struct unsubmitted u[UNSUBMITTED_MAX];
+		bool more;
+		size_t nu;
+		while ((nu = cancel_uops(st, u, &more)) > 0) {
+			pthread_mutex_unlock(&st->lock);
+			await_submitted(u, nu);
+			pthread_mutex_lock(&st->lock);
+			if (!more)
+				break;
 		}
 	}
 	/* Under the lock: a wait on the number's next owner starts only after

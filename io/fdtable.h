@@ -22,8 +22,11 @@
  * handling an event for an fd that another thread closes. An event carries the fd and the state's
  * generation, which close bumps: an event for a closed and reused fd number is dropped.
  *
+ * On the io_uring backend an operation is one SQE, which the state's list
+ * of uops records while it is in flight.
+ *
  * Close (weft__fd_close): the state is marked closing, leaves its epoll,
- * and every waiter is woken with -EBADF; then the fd is closed, still under
+ * every waiter is woken with -EBADF and every uop is cancelled; then the fd is closed, still under
  * the state's lock, so the number's next owner cannot start a wait before
  * the state is reset. It is not a wait and cannot be interrupted. A wait
  * that starts while the close is under way also gets -EBADF.
@@ -63,7 +66,8 @@ struct weft__fd_state {
 	uint8_t kind;                 /* WEFT__FD_*, found at first use */
 	bool nonblock;                /* O_NONBLOCK was set when its kind was found */
 	bool closing;
-	struct weft__dlist waiters;
+	struct weft__dlist waiters; /* readiness waits (epoll backend) */
+	struct weft__dlist uops;    /* operations in flight on an io_uring */
 };
 
 /* The state of fd, created on first use; NULL for a negative or too large
@@ -92,7 +96,22 @@ int weft__fd_kind(struct weft__fd_state *st, int fd);
    -EPERM for an fd that cannot be polled; -ENOMEM. */
 int weft__fd_wait(int fd, uint32_t interest);
 
-/* weft_close: wakes fd's waiters with -EBADF, then closes it. */
+struct weft__uop;
+
+/* Puts an io_uring operation on fd's list before its SQE is prepared, so
+   that weft_close finds it: -EBADF if fd is being closed (or negative),
+   -ENOMEM. */
+int weft__fd_track(int fd, struct weft__uop *op);
+
+/* Takes op off its fd's list once it completed; true if fd was closed
+   meanwhile. */
+bool weft__fd_untrack(struct weft__uop *op);
+
+/* weft_close: wakes fd's readiness waiters with -EBADF and cancels the
+   io_uring operations on it (their tasks get -EBADF), then closes it. An
+   operation prepared on another worker's ring but not yet submitted is
+   waited for: submitted after the close, it would find the fd number's next
+   owner. */
 int weft__fd_close(int fd);
 
 #endif

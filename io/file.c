@@ -24,6 +24,7 @@
 #include "../runtime/tls.h"
 #include "../runtime/wait.h"
 #include "fdtable.h"
+#include "uring_ops.h"
 
 enum op { OP_READV, OP_WRITEV, OP_OPEN, OP_FSYNC };
 
@@ -107,6 +108,7 @@ static ssize_t on_readiness(const struct file_op *o, bool blocking)
 
 static ssize_t rw(enum op op, int fd, const struct iovec *iov, int iovcnt, int64_t offset)
 {
+	WEFT__ON_RING(weft__uring_rw(op == OP_WRITEV, fd, iov, iovcnt, offset));
 	struct file_op o = {.op = op, .fd = fd, .iov = iov, .iovcnt = iovcnt, .offset = offset};
 	struct weft__fd_state *st = weft__fd_state(fd);
 	int kind = st ? weft__fd_kind(st, fd) : -EBADF;
@@ -144,12 +146,14 @@ int weft_open(const char *path, int flags, mode_t mode)
 {
 	if (!path)
 		return -EINVAL;
+	WEFT__ON_RING(weft__uring_open(path, flags, mode));
 	struct file_op o = {.op = OP_OPEN, .path = path, .flags = flags, .mode = mode};
 	return (int)on_pool(&o);
 }
 
 int weft_fsync(int fd)
 {
+	WEFT__ON_RING(weft__uring_fsync(fd));
 	struct file_op o = {.op = OP_FSYNC, .fd = fd};
 	return (int)on_pool(&o);
 }

@@ -23,6 +23,7 @@
 #include "../runtime/tls.h"
 #include "../runtime/wait.h"
 #include "fdtable.h"
+#include "uring_ops.h"
 
 /* The check every call makes before it takes effect. */
 static int enter(void)
@@ -48,6 +49,7 @@ static bool would_block(int err)
 
 int weft_accept(int fd, struct sockaddr *addr, socklen_t *len)
 {
+	WEFT__ON_RING(weft__uring_accept(fd, addr, len));
 	int rc = enter();
 	if (rc)
 		return rc;
@@ -78,6 +80,7 @@ int weft_accept(int fd, struct sockaddr *addr, socklen_t *len)
 
 int weft_connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
+	WEFT__ON_RING(weft__uring_connect(fd, addr, len));
 	int rc = enter();
 	if (rc)
 		return rc;
@@ -108,19 +111,26 @@ int weft_connect(int fd, const struct sockaddr *addr, socklen_t len)
 ssize_t weft_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr,
                       socklen_t *addrlen)
 {
+	WEFT__ON_RING(weft__uring_recvfrom(fd, buf, len, flags, addr, addrlen));
 	int rc = enter();
 	if (rc)
 		return rc;
+	/* MSG_DONTWAIT would cut MSG_WAITALL short: gather the rest here. */
+	bool all = (flags & MSG_WAITALL) && !(flags & MSG_DONTWAIT);
+	size_t got = 0;
 	for (;;) {
-		ssize_t n = recvfrom(fd, buf, len, flags | MSG_DONTWAIT, addr, addrlen);
+		ssize_t n = recvfrom(fd, (char *)buf + got, len - got, flags | MSG_DONTWAIT, addr,
+		                     addrlen);
+		if (n > 0 && all && (got += (size_t)n) < len)
+			continue;
 		if (n >= 0)
-			return n;
+			return all ? (ssize_t)got : n;
 		if (errno == EINTR)
 			continue;
 		if (!would_block(errno))
-			return -errno;
+			return got ? (ssize_t)got : -errno;
 		if ((rc = weft__fd_wait(fd, EPOLLIN)) < 0)
-			return rc;
+			return got ? (ssize_t)got : rc; /* a short count: some came in */
 	}
 }
 
@@ -132,6 +142,7 @@ ssize_t weft_recv(int fd, void *buf, size_t len, int flags)
 ssize_t weft_sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *addr,
                     socklen_t addrlen)
 {
+	WEFT__ON_RING(weft__uring_sendto(fd, buf, len, flags, addr, addrlen));
 	int rc = enter();
 	if (rc)
 		return rc;
@@ -156,6 +167,7 @@ ssize_t weft_send(int fd, const void *buf, size_t len, int flags)
 
 ssize_t weft_send_all(int fd, const void *buf, size_t len)
 {
+	WEFT__ON_RING(weft__uring_send_all(fd, buf, len));
 	int rc = enter();
 	if (rc)
 		return rc;
@@ -191,6 +203,7 @@ int weft_wait_fd(int fd, short events)
 {
 	if (!(events & (POLLIN | POLLOUT)))
 		return -EINVAL;
+	WEFT__ON_RING(weft__uring_wait_fd(fd, events));
 	int rc = enter();
 	if (rc)
 		return rc;

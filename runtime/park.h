@@ -11,19 +11,25 @@
 #include <stdint.h>
 
 struct weft__poller;
+struct weft__ring;
 
-/* With a poller (a worker's epoll), the thread sleeps in it instead of on
-   the futex, so that readiness events end the sleep too (io/poller.h). */
+/* With an io backend (a worker's io_uring, or its epoll), the thread sleeps
+   in it instead of on the futex, so that I/O completions and readiness end
+   the sleep too (io/ring.h, io/poller.h). Whichever of the two is active
+   when the thread parks is used; both are set up by the thread itself
+   before its first park. */
 struct weft__parker {
 	_Alignas(64) _Atomic uint32_t state;
 	struct weft__poller *poller;
+	struct weft__ring *ring;
 };
 
-void weft__parker_init(struct weft__parker *p, struct weft__poller *poller);
+void weft__parker_init(struct weft__parker *p, struct weft__poller *poller,
+                       struct weft__ring *ring);
 void weft__parker_park(struct weft__parker *p);
 
 /* Parks for at most timeout_ns (UINT64_MAX: no limit); may return early.
-   True if the poller handled readiness events meanwhile (their tasks are
+   True if the ring or poller completed operations or readiness meanwhile (their tasks are
    now runnable: the caller must not go back to sleep without running
    them). */
 bool weft__parker_park_timeout(struct weft__parker *p, uint64_t timeout_ns);

@@ -21,6 +21,8 @@
 struct weft_runtime {
 	weft_config cfg;
 	unsigned nworkers;
+	int io_backend; /* WEFT_IO_URING or WEFT_IO_EPOLL, as chosen at start */
+	_Atomic uint32_t io_ready; /* workers whose ring or epoll is set up */
 	uint64_t spin_ns;
 	uint64_t time_base_ns; /* tick 0 of the workers' timer wheels */
 	struct weft__worker *workers;

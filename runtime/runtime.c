@@ -21,6 +21,7 @@
 #include <weft/task.h>
 #include <weft/time.h>
 
+#include "futex.h"
 #include "lock.h"
 #include "rt.h"
 #include "task.h"
@@ -57,6 +58,30 @@ static unsigned env_unsigned(const char *name, unsigned dflt)
 	return (*end == '\0' && n > 0 && n <= WEFT_MAX_WORKERS) ? (unsigned)n : dflt;
 }
 
+static int env_io_backend(void)
+{
+	const char *v = getenv("WEFT_IO");
+	if (v && !strcmp(v, "uring"))
+		return WEFT_IO_URING;
+	if (v && !strcmp(v, "epoll"))
+		return WEFT_IO_EPOLL;
+	return WEFT_IO_AUTO;
+}
+
+/* io_uring where it works (it may be compiled out, disabled by
+   kernel.io_uring_disabled, refused by a seccomp filter, or missing from an
+   old kernel or an emulator), else epoll; -ENOSYS when io_uring was asked
+   for by name and does not work. */
+static int choose_io_backend(int asked)
+{
+	if (asked == WEFT_IO_EPOLL)
+		return WEFT_IO_EPOLL;
+	int why;
+	if (weft__ring_supported(&why))
+		return WEFT_IO_URING;
+	return asked == WEFT_IO_URING ? -ENOSYS : WEFT_IO_EPOLL;
+}
+
 static unsigned default_workers(void)
 {
 	return env_unsigned("WEFT_WORKERS", cpu_count());
@@ -73,7 +98,7 @@ void weft_config_init(weft_config *cfg)
 	cfg->shutdown_grace_ms = DEFAULT_GRACE_MS;
 	cfg->stall_threshold_ms = 100;
 	cfg->handoff_ms = 10;
-	cfg->io_backend = WEFT_IO_AUTO;
+	cfg->io_backend = env_io_backend();
 	cfg->spin_us = DEFAULT_SPIN_US;
 }
 
@@ -105,6 +130,8 @@ static int resolve_config(const weft_config *in, weft_config *out)
 		out->handoff_ms = d.handoff_ms;
 	if (!out->spin_us)
 		out->spin_us = d.spin_us;
+	if (out->io_backend == WEFT_IO_AUTO)
+		out->io_backend = d.io_backend;
 	if (out->workers > WEFT_MAX_WORKERS || out->stack_size < WEFT_MIN_STACK_SIZE ||
 	    out->stack_size > WEFT_MAX_STACK_SIZE || out->global_queue_interval == WEFT_DISABLED ||
 	    out->io_backend < WEFT_IO_AUTO || out->io_backend > WEFT_IO_EPOLL)
@@ -124,6 +151,7 @@ static void free_runtime_memory(struct weft_runtime *rt)
 		for (unsigned i = 0; i < rt->nworkers; i++) {
 			pthread_mutex_destroy(&rt->threads[i].inbox_lock);
 			weft__poller_destroy(&rt->threads[i].poller);
+			weft__ring_destroy(&rt->threads[i].ring);
 		}
 	}
 	weft__registry_destroy(&rt->reg);
@@ -170,6 +198,13 @@ static int start_threads(struct weft_runtime *rt)
 		}
 		th->started = true;
 	}
+	/* Each thread makes its own ring (or epoll): wait for that, so that
+	   the descriptors they take are taken when weft_runtime_new returns,
+	   not at some later moment of the program's (which may be counting
+	   its descriptors). */
+	uint32_t ready;
+	while ((ready = atomic_load_explicit(&rt->io_ready, memory_order_acquire)) < rt->nworkers)
+		weft__futex_wait(&rt->io_ready, ready, NULL);
 	return 0;
 }
 
@@ -178,10 +213,16 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
 	weft_config c;
 	if (resolve_config(cfg, &c) < 0)
 		return NULL;
+	int io = choose_io_backend(c.io_backend);
+	if (io < 0) {
+		errno = -io;
+		return NULL;
+	}
 	struct weft_runtime *rt = calloc(1, sizeof *rt);
 	if (!rt)
 		return NULL;
 	rt->cfg = c;
+	rt->io_backend = io;
 	rt->nworkers = c.workers;
 	rt->spin_ns = c.spin_us == WEFT_DISABLED ? 0 : (uint64_t)c.spin_us * 1000;
 	rt->time_base_ns = weft_now_ns();
@@ -222,8 +263,9 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
 		th->rt = rt;
 		th->worker = w;
 		th->index = i;
-		weft__poller_init(&th->poller); /* else: no epoll, a futex parker */
-		weft__parker_init(&th->parker, &th->poller);
+		th->poller.epfd = th->poller.wakefd = -1; /* both made on the thread */
+		th->ring.active = false;
+		weft__parker_init(&th->parker, &th->poller, &th->ring);
 		weft__lock_init(&th->inbox_lock);
 	}
 	if (start_threads(rt) < 0) {
@@ -231,6 +273,11 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
 		return NULL;
 	}
 	return rt;
+}
+
+int weft_runtime_io_backend(const weft_runtime *rt)
+{
+	return rt ? rt->io_backend : -EINVAL;
 }
 
 int weft_block_on(weft_runtime *rt, weft_fn fn, void *arg, void **result)

@@ -39,6 +39,7 @@
 #include <time.h>
 
 #include "fault.h"
+#include "futex.h"
 #include "overflow.h"
 #include "rt.h"
 #include "spin.h"
@@ -297,6 +298,13 @@ static inline void poll_timers(struct weft__worker *w)
 	}
 }
 
+/* Submits prepared I/O and takes in completions and readiness without
+   waiting; how many tasks it woke. */
+static inline unsigned poll_io(struct weft__thread *th)
+{
+	return weft__ring_poll_now(&th->ring) + weft__poller_poll_now(&th->poller);
+}
+
 void weft__before_yield(struct weft__thread *th)
 {
 	take_injected(th->rt, th->worker, false);
@@ -313,7 +321,7 @@ struct weft_task *weft__next_runnable(struct weft__thread *th)
 	if (--w->gq_countdown == 0) {
 		w->gq_countdown = rt->cfg.global_queue_interval;
 		weft__stack_depot_trim(&rt->stacks, weft_now_ns());
-		weft__poller_poll_now(&th->poller);
+		poll_io(th);
 		if ((t = inbox_pop(th)) || (t = take_injected(rt, w, true)))
 			return t;
 	}
@@ -387,7 +395,7 @@ static struct weft_task *search(struct weft__thread *th)
 			return t;
 		if (atomic_load_explicit(&rt->stopping, memory_order_relaxed))
 			return NULL;
-		if (weft__poller_poll_now(&th->poller) && (t = weft__next_runnable(th)))
+		if (poll_io(th) && (t = weft__next_runnable(th)))
 			return t;
 		uint64_t now = weft__mono_ns();
 		if (weft__timers_due(&th->worker->timers, now)) {
@@ -508,6 +516,14 @@ void *weft__worker_main(void *arg)
 	tls->task = NULL;
 	weft__fiber_init_thread(&th->sched);
 	th->altstack = weft__overflow_thread_init();
+	/* The ring is made here: only this thread may submit to it (it is
+	   torn down after the thread was joined, when no unpark can write its
+	   eventfd any more). Without one
+	   (epoll chosen, or this ring failed) readiness goes through epoll. */
+	if (th->rt->io_backend != WEFT_IO_URING || weft__ring_init(&th->ring) < 0)
+		weft__poller_init(&th->poller); /* else: no epoll, a futex parker */
+	atomic_fetch_add_explicit(&th->rt->io_ready, 1, memory_order_release);
+	weft__futex_wake(&th->rt->io_ready, INT_MAX);
 	run_loop(th);
 	weft__overflow_thread_fini(th->altstack);
 	th->altstack = NULL;

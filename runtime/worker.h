@@ -23,6 +23,7 @@
 #include "queue.h"
 #include "stack.h"
 #include "../io/poller.h"
+#include "../io/ring.h"
 #include "../timer/timer.h"
 
 struct weft_runtime;
@@ -79,7 +80,8 @@ struct weft__thread {
 	struct weft__fiber pend_fiber;
 	struct weft__fiber sched; /* the scheduler's own context on the thread stack */
 	struct weft__parker parker;
-	struct weft__poller poller; /* its epoll: readiness of the fds it watches */
+	struct weft__ring ring;     /* its io_uring (io_uring backend), created on it */
+	struct weft__poller poller; /* its epoll (epoll backend, or no ring) */
 	void *altstack;
 	struct weft_task *_Atomic running; /* for shutdown's report of stragglers */
 

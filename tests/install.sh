@@ -18,7 +18,8 @@ export PKG_CONFIG_PATH="$libdir/pkgconfig"
 cc -o "$tmp/pc_shared" "$src/install/consumer.c" $(pkg-config --cflags --libs weft)
 LD_LIBRARY_PATH="$libdir" "$tmp/pc_shared"
 cc -static-libgcc -o "$tmp/pc_static" "$src/install/consumer.c" \
-	$(pkg-config --cflags weft) "$libdir/libweft.a" $(pkg-config --static --libs-only-other weft)
+	$(pkg-config --cflags weft) "$libdir/libweft.a" \
+	$(pkg-config --static --libs weft | sed 's/-L[^ ]*//; s/-lweft\b//')
 "$tmp/pc_static"
 # libweft.so exports the public API only
 if nm -D --defined-only "$libdir/libweft.so" | grep -q ' weft__'; then

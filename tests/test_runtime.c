@@ -39,6 +39,7 @@ static unsigned cpus(void)
 Test(runtime, config_init_gives_the_documented_defaults)
 {
 	unsetenv("WEFT_WORKERS");
+	unsetenv("WEFT_IO");
 	weft_config cfg;
 	memset(&cfg, 0xab, sizeof cfg);
 	weft_config_init(&cfg);
@@ -52,6 +53,16 @@ Test(runtime, config_init_gives_the_documented_defaults)
 	cr_assert_eq(cfg.handoff_ms, 10);
 	cr_assert_eq(cfg.io_backend, WEFT_IO_AUTO);
 	cr_assert_eq(cfg.spin_us, 50);
+	setenv("WEFT_IO", "epoll", 1);
+	weft_config_init(&cfg);
+	cr_assert_eq(cfg.io_backend, WEFT_IO_EPOLL);
+	setenv("WEFT_IO", "uring", 1);
+	weft_config_init(&cfg);
+	cr_assert_eq(cfg.io_backend, WEFT_IO_URING);
+	setenv("WEFT_IO", "bogus", 1);
+	weft_config_init(&cfg);
+	cr_assert_eq(cfg.io_backend, WEFT_IO_AUTO);
+	unsetenv("WEFT_IO");
 }
 
 Test(runtime, config_init_honours_weft_workers)

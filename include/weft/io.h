@@ -44,7 +44,9 @@ int weft_accept(int fd, struct sockaddr *addr, socklen_t *len);
 int weft_connect(int fd, const struct sockaddr *addr, socklen_t len);
 
 /* recv/send: at most len bytes, as the system calls (flags as theirs; 0 at
-   end of stream). */
+   end of stream). recv with MSG_WAITALL waits for all len bytes; stopped
+   after some arrived (end of stream, an error, a cancellation, a deadline)
+   it returns that short count. */
 ssize_t weft_recv(int fd, void *buf, size_t len, int flags);
 ssize_t weft_send(int fd, const void *buf, size_t len, int flags);
 ssize_t weft_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr,

@@ -46,13 +46,22 @@ typedef struct weft_config {
 } weft_config;
 
 /* Fills *cfg with the defaults, then applies environment overrides
-   (WEFT_WORKERS). A zero field left in a config also means "the default". */
+   (WEFT_WORKERS; WEFT_IO=uring|epoll). A zero field left in a config also means "the default". */
 void weft_config_init(weft_config *cfg);
 
 /* Starts the workers. cfg may be NULL (defaults). Returns NULL on a bad config
    (workers > WEFT_MAX_WORKERS, stack_size outside [WEFT_MIN_STACK_SIZE,
-   WEFT_MAX_STACK_SIZE]) or when memory or threads run out. */
+   WEFT_MAX_STACK_SIZE]) or when memory or threads run out.
+
+   I/O backend: WEFT_IO_AUTO takes io_uring when it works here (one ring per
+   worker) and epoll otherwise (compiled without liburing, disabled by
+   kernel.io_uring_disabled, refused by seccomp, an old kernel);
+   WEFT_IO_URING insists (NULL with errno ENOSYS when io_uring does not
+   work); WEFT_IO_EPOLL never uses io_uring. */
 weft_runtime *weft_runtime_new(const weft_config *cfg);
+
+/* The backend rt chose: WEFT_IO_URING or WEFT_IO_EPOLL (-EINVAL for NULL). */
+int weft_runtime_io_backend(const weft_runtime *rt);
 
 /* Runs fn(arg) as a task of rt and waits for it: from a plain thread the
    thread blocks, from a task the task parks. Returns what weft_join() returns

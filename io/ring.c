@@ -1,0 +1,285 @@
+/*
+ * The io_uring of a worker thread; the protocol is in ring.h.
+ */
+#include "ring.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "../runtime/tls.h"
+#include "../runtime/wait.h"
+#include "../runtime/worker.h"
+
+#define RING_ENTRIES 256 /* SQ: a submit happens at least every 61 task runs */
+#define RING_CQ_ENTRIES 4096
+#define UD_IGNORE 0ull /* a cancel request's own completion */
+#define UD_WAKE 1ull   /* the wake eventfd's poll */
+
+/* Strongest first; each later set drops what an older kernel refuses. */
+static const unsigned setup_flags[] = {
+        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+        IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+        0,
+};
+
+static int setup(struct io_uring *u, unsigned entries, unsigned cq_entries)
+{
+	int rc = -EINVAL;
+	for (size_t i = 0; i < sizeof setup_flags / sizeof setup_flags[0]; i++) {
+		struct io_uring_params p;
+		memset(&p, 0, sizeof p);
+		p.flags = setup_flags[i] | IORING_SETUP_SUBMIT_ALL;
+		if (cq_entries) {
+			p.flags |= IORING_SETUP_CQSIZE;
+			p.cq_entries = cq_entries;
+		}
+		rc = io_uring_queue_init_params(entries, u, &p);
+		if (rc != -EINVAL)
+			break;
+	}
+	return rc;
+}
+
+bool weft__ring_supported(int *why)
+{
+	struct io_uring u;
+	int rc = setup(&u, 2, 0);
+	if (rc < 0) {
+		*why = -rc;
+		return false;
+	}
+	io_uring_queue_exit(&u);
+	return true;
+}
+
+static void arm_wake_poll(struct weft__ring *r)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->uring);
+	if (!sqe) {
+		io_uring_submit(&r->uring);
+		sqe = io_uring_get_sqe(&r->uring);
+	}
+	io_uring_prep_poll_multishot(sqe, r->wakefd, POLLIN);
+	io_uring_sqe_set_data64(sqe, UD_WAKE);
+	r->prep_seq++;
+}
+
+int weft__ring_init(struct weft__ring *r)
+{
+	memset(r, 0, sizeof *r);
+	r->wakefd = -1;
+	int rc = setup(&r->uring, RING_ENTRIES, RING_CQ_ENTRIES);
+	if (rc < 0)
+		return rc;
+	r->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (r->wakefd < 0) {
+		rc = -errno;
+		io_uring_queue_exit(&r->uring);
+		return rc;
+	}
+	r->active = true;
+	arm_wake_poll(r);
+	weft__ring_poll(r);
+	return 0;
+}
+
+void weft__ring_destroy(struct weft__ring *r)
+{
+	if (!r->active)
+		return;
+	r->active = false;
+	io_uring_queue_exit(&r->uring);
+	close(r->wakefd);
+	r->wakefd = -1;
+}
+
+struct weft__ring *weft__ring_current(void)
+{
+	struct weft__tls *tls = weft__tls();
+	if (!tls->task || !tls->thread || !tls->thread->ring.active)
+		return NULL;
+	return &tls->thread->ring;
+}
+
+/* ------------------------------------------------------------- owner side */
+
+static struct io_uring_sqe *get_sqe(struct weft__ring *r)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->uring);
+	if (!sqe) {
+		/* Full: hand the queue to the kernel now (a rare extra enter). */
+		weft__ring_poll(r);
+		sqe = io_uring_get_sqe(&r->uring);
+	}
+	if (sqe)
+		r->prep_seq++;
+	return sqe;
+}
+
+struct io_uring_sqe *weft__ring_prep(struct weft__ring *r, struct weft__uop *op, int fd)
+{
+	struct io_uring_sqe *sqe = get_sqe(r);
+	if (!sqe)
+		return NULL;
+	op->waker = weft__waker_self(NULL);
+	op->ring = r;
+	op->seq = r->prep_seq;
+	op->fd = fd;
+	atomic_init(&op->count, 1);
+	atomic_init(&op->cancel_asked, false);
+	atomic_init(&op->mb_next, NULL);
+	r->inflight++;
+	return sqe;
+}
+
+void weft__ring_unprep(struct weft__ring *r, struct io_uring_sqe *sqe, struct weft__uop *op)
+{
+	io_uring_prep_nop(sqe);
+	io_uring_sqe_set_data64(sqe, UD_IGNORE);
+	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	r->inflight--;
+	weft__waker_drop(op->waker);
+}
+
+static void prep_cancel(struct weft__ring *r, struct weft__uop *op)
+{
+	struct io_uring_sqe *sqe = get_sqe(r);
+	if (!sqe)
+		return; /* cannot happen after a submit; the op then runs its course */
+	io_uring_prep_cancel(sqe, op, 0);
+	io_uring_sqe_set_data64(sqe, UD_IGNORE);
+	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+}
+
+/* Drops one of op's counts; the last wakes its task. */
+static void put_op(struct weft__uop *op)
+{
+	struct weft__waker w = op->waker;
+	if (atomic_fetch_sub_explicit(&op->count, 1, memory_order_acq_rel) == 1)
+		weft__waker_wake(w);
+}
+
+/* Turns the cancel requests other threads posted into ASYNC_CANCELs. */
+static void drain_mailbox(struct weft__ring *r)
+{
+	if (!atomic_load_explicit(&r->mailbox, memory_order_relaxed))
+		return;
+	struct weft__uop *op = atomic_exchange_explicit(&r->mailbox, NULL, memory_order_acquire);
+	while (op) {
+		struct weft__uop *next = atomic_load_explicit(&op->mb_next, memory_order_relaxed);
+		prep_cancel(r, op);
+		put_op(op);
+		op = next;
+	}
+}
+
+static unsigned reap(struct weft__ring *r)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, seen = 0, completed = 0;
+	io_uring_for_each_cqe(&r->uring, head, cqe)
+	{
+		seen++;
+		uint64_t ud = cqe->user_data;
+		if (ud == UD_IGNORE)
+			continue;
+		if (ud == UD_WAKE) {
+			if (!(cqe->flags & IORING_CQE_F_MORE))
+				arm_wake_poll(r); /* the multishot poll ended: again */
+			continue;
+		}
+		struct weft__uop *op = (struct weft__uop *)(uintptr_t)ud;
+		op->res = cqe->res;
+		op->cflags = cqe->flags;
+		r->inflight--;
+		completed++;
+		put_op(op);
+	}
+	io_uring_cq_advance(&r->uring, seen);
+	return completed;
+}
+
+static void mark_submitted(struct weft__ring *r)
+{
+	atomic_store_explicit(&r->submitted_seq, r->prep_seq, memory_order_release);
+}
+
+unsigned weft__ring_poll(struct weft__ring *r)
+{
+	drain_mailbox(r);
+	io_uring_submit_and_get_events(&r->uring);
+	mark_submitted(r);
+	return reap(r);
+}
+
+unsigned weft__ring_park(struct weft__ring *r, uint64_t timeout_ns)
+{
+	if (timeout_ns == 0)
+		return weft__ring_poll(r);
+	drain_mailbox(r);
+	struct __kernel_timespec ts, *tp = NULL;
+	if (timeout_ns != UINT64_MAX) {
+		ts.tv_sec = (long long)(timeout_ns / 1000000000ull);
+		ts.tv_nsec = (long long)(timeout_ns % 1000000000ull);
+		tp = &ts;
+	}
+	struct io_uring_cqe *cqe;
+	io_uring_submit_and_wait_timeout(&r->uring, &cqe, 1, tp, NULL);
+	mark_submitted(r);
+	return reap(r);
+}
+
+void weft__ring_wake(struct weft__ring *r)
+{
+	uint64_t one = 1;
+	if (write(r->wakefd, &one, sizeof one) < 0) {
+		/* EAGAIN: the counter is saturated, so a wake is pending anyway */
+	}
+}
+
+/* ------------------------------------------------------------ task side */
+
+void weft__ring_cancel(struct weft__uop *op)
+{
+	if (atomic_exchange_explicit(&op->cancel_asked, true, memory_order_acq_rel))
+		return;
+	struct weft__ring *r = op->ring;
+	struct weft__thread *th = weft__tls()->thread;
+	if (th && &th->ring == r) {
+		prep_cancel(r, op); /* the owner: goes out with the next submit */
+		return;
+	}
+	/* Another thread: the owner's count keeps op alive until it took the
+	   request out of its mailbox. */
+	atomic_fetch_add_explicit(&op->count, 1, memory_order_relaxed);
+	struct weft__uop *head = atomic_load_explicit(&r->mailbox, memory_order_relaxed);
+	do
+		atomic_store_explicit(&op->mb_next, head, memory_order_relaxed);
+	while (!atomic_compare_exchange_weak_explicit(&r->mailbox, &head, op, memory_order_release,
+	                                              memory_order_relaxed));
+	struct weft__thread *owner = weft__container_of(r, struct weft__thread, ring);
+	weft__parker_unpark(&owner->parker);
+}
+
+int weft__ring_wait(struct weft__uop *op)
+{
+	int rc = 0;
+	while (atomic_load_explicit(&op->count, memory_order_acquire)) {
+		if (rc) {
+			/* Cancel requested: the kernel may still write into the
+			   caller's buffer until the completion arrives. */
+			weft__task_park();
+			continue;
+		}
+		weft__block(NULL);
+		if (atomic_load_explicit(&op->count, memory_order_acquire) == 0)
+			break;
+		if ((rc = weft__wait_check()))
+			weft__ring_cancel(op);
+	}
+	return rc;
+}

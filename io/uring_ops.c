@@ -1,0 +1,248 @@
+/*
+ * The I/O calls on the io_uring backend: each is one SQE on the ring of the
+ * worker the calling task runs on (ring.h), awaited as a wait.
+ *
+ * Every call is tracked on its fd's list while in flight, so weft_close
+ * cancels it (the call then returns -EBADF). An operation the kernel
+ * reports as -EAGAIN (a file it cannot wait on without blocking, or
+ * MSG_DONTWAIT semantics it chose) waits for readiness with a poll SQE
+ * and is tried again, unless the caller asked for MSG_DONTWAIT itself.
+ */
+#include "uring_ops.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <string.h>
+
+#include "../runtime/wait.h"
+#include "fdtable.h"
+#include "ring.h"
+
+/* An SQE for op on the current ring, op on fd's list (fd < 0: no fd to
+   track). The SQE is reserved first -- reserving may submit, which must not
+   happen while op is published but its SQE not yet written -- and op is
+   published before the SQE can reach the kernel. NULL with *err set when
+   fd is closing or the queue stays full. */
+static struct io_uring_sqe *begin(struct weft__uop *op, int fd, int *err)
+{
+	struct weft__ring *r = weft__ring_current();
+	struct io_uring_sqe *sqe = weft__ring_prep(r, op, fd);
+	if (!sqe) {
+		*err = -EBUSY;
+		return NULL;
+	}
+	if (fd >= 0 && (*err = weft__fd_track(fd, op)) < 0) {
+		weft__ring_unprep(r, sqe, op);
+		return NULL;
+	}
+	return sqe;
+}
+
+/* Awaits op, whose SQE the caller filled in, and says what the call
+   returns. */
+static int finish(struct io_uring_sqe *sqe, struct weft__uop *op)
+{
+	io_uring_sqe_set_data(sqe, op);
+	int rc = weft__ring_wait(op);
+	bool closed = op->fd >= 0 && weft__fd_untrack(op);
+	if (op->res != -ECANCELED)
+		return op->res; /* it took effect (or failed) before any cancel */
+	if (closed)
+		return -EBADF;
+	return rc ? rc : -ECANCELED;
+}
+
+/* The check every call makes before it takes effect. */
+#define ENTER()                                                                                    \
+	do {                                                                                       \
+		int enter_rc = weft__wait_enter();                                                 \
+		if (enter_rc)                                                                      \
+			return enter_rc;                                                           \
+	} while (0)
+
+int weft__uring_poll_fd(int fd, uint32_t events)
+{
+	struct weft__uop op;
+	int err;
+	struct io_uring_sqe *sqe = begin(&op, fd, &err);
+	if (!sqe)
+		return err;
+	io_uring_prep_poll_add(sqe, fd, events);
+	return finish(sqe, &op);
+}
+
+int weft__uring_wait_fd(int fd, short events)
+{
+	ENTER();
+	int m = weft__uring_poll_fd(fd, (uint32_t)(events & (POLLIN | POLLOUT)));
+	if (m < 0)
+		return m;
+	if (m & (POLLERR | POLLHUP))
+		m |= events & (POLLIN | POLLOUT);
+	return m & (events | POLLERR | POLLHUP);
+}
+
+/* After an -EAGAIN the kernel would not wait out itself. */
+static int wait_ready(int fd, uint32_t events)
+{
+	int rc = weft__wait_enter();
+	if (rc)
+		return rc;
+	rc = weft__uring_poll_fd(fd, events);
+	return rc < 0 ? rc : 0;
+}
+
+int weft__uring_accept(int fd, struct sockaddr *addr, socklen_t *len)
+{
+	ENTER();
+	for (;;) {
+		struct weft__uop op;
+		int err;
+		struct io_uring_sqe *sqe = begin(&op, fd, &err);
+		if (!sqe)
+			return err;
+		io_uring_prep_accept(sqe, fd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int c = finish(sqe, &op);
+		if (c == -EINTR || c == -ECONNABORTED)
+			continue;
+		if (c != -EAGAIN)
+			return c;
+		if ((err = wait_ready(fd, POLLIN)) < 0)
+			return err;
+	}
+}
+
+int weft__uring_connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	ENTER();
+	struct weft__uop op;
+	int err;
+	struct io_uring_sqe *sqe = begin(&op, fd, &err);
+	if (!sqe)
+		return err;
+	io_uring_prep_connect(sqe, fd, addr, len);
+	return finish(sqe, &op);
+}
+
+ssize_t weft__uring_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr,
+                             socklen_t *addrlen)
+{
+	ENTER();
+	for (;;) {
+		struct iovec iov = {buf, len};
+		struct msghdr msg = {.msg_name = addr,
+		                     .msg_namelen = addr && addrlen ? *addrlen : 0,
+		                     .msg_iov = &iov,
+		                     .msg_iovlen = 1};
+		struct weft__uop op;
+		int err;
+		struct io_uring_sqe *sqe = begin(&op, fd, &err);
+		if (!sqe)
+			return err;
+		if (addr)
+			io_uring_prep_recvmsg(sqe, fd, &msg, (unsigned)flags);
+		else
+			io_uring_prep_recv(sqe, fd, buf, len, flags);
+		int n = finish(sqe, &op);
+		if (n >= 0 && addr && addrlen)
+			*addrlen = msg.msg_namelen;
+		if (n == -EINTR)
+			continue;
+		if (n != -EAGAIN || (flags & MSG_DONTWAIT))
+			return n;
+		if ((err = wait_ready(fd, POLLIN)) < 0)
+			return err;
+	}
+}
+
+ssize_t weft__uring_sendto(int fd, const void *buf, size_t len, int flags,
+                           const struct sockaddr *addr, socklen_t addrlen)
+{
+	ENTER();
+	for (;;) {
+		struct iovec iov = {(void *)buf, len};
+		struct msghdr msg = {.msg_name = (void *)addr,
+		                     .msg_namelen = addr ? addrlen : 0,
+		                     .msg_iov = &iov,
+		                     .msg_iovlen = 1};
+		struct weft__uop op;
+		int err;
+		struct io_uring_sqe *sqe = begin(&op, fd, &err);
+		if (!sqe)
+			return err;
+		if (addr)
+			io_uring_prep_sendmsg(sqe, fd, &msg, (unsigned)flags | MSG_NOSIGNAL);
+		else
+			io_uring_prep_send(sqe, fd, buf, len, flags | MSG_NOSIGNAL);
+		int n = finish(sqe, &op);
+		if (n == -EINTR)
+			continue;
+		if (n != -EAGAIN || (flags & MSG_DONTWAIT))
+			return n;
+		if ((err = wait_ready(fd, POLLOUT)) < 0)
+			return err;
+	}
+}
+
+ssize_t weft__uring_send_all(int fd, const void *buf, size_t len)
+{
+	size_t sent = 0;
+	do {
+		ssize_t n =
+		        weft__uring_sendto(fd, (const char *)buf + sent, len - sent, 0, NULL, 0);
+		if (n < 0)
+			return sent ? (ssize_t)sent : n; /* a short count: some went out */
+		sent += (size_t)n;
+	} while (sent < len);
+	return (ssize_t)sent;
+}
+
+ssize_t weft__uring_rw(bool write, int fd, const struct iovec *iov, int iovcnt, int64_t offset)
+{
+	ENTER();
+	for (;;) {
+		struct weft__uop op;
+		int err;
+		struct io_uring_sqe *sqe = begin(&op, fd, &err);
+		if (!sqe)
+			return err;
+		/* -1: the file position (or a stream's next bytes). */
+		uint64_t off = offset < 0 ? (uint64_t)-1 : (uint64_t)offset;
+		if (write)
+			io_uring_prep_writev(sqe, fd, iov, (unsigned)iovcnt, off);
+		else
+			io_uring_prep_readv(sqe, fd, iov, (unsigned)iovcnt, off);
+		int n = finish(sqe, &op);
+		if (n == -EINTR)
+			continue;
+		if (n != -EAGAIN)
+			return n;
+		if ((err = wait_ready(fd, write ? POLLOUT : POLLIN)) < 0)
+			return err;
+	}
+}
+
+int weft__uring_open(const char *path, int flags, mode_t mode)
+{
+	ENTER();
+	struct weft__uop op;
+	int err;
+	struct io_uring_sqe *sqe = begin(&op, -1, &err);
+	if (!sqe)
+		return err;
+	io_uring_prep_openat(sqe, AT_FDCWD, path, flags | O_CLOEXEC, mode);
+	return finish(sqe, &op);
+}
+
+int weft__uring_fsync(int fd)
+{
+	ENTER();
+	struct weft__uop op;
+	int err;
+	struct io_uring_sqe *sqe = begin(&op, fd, &err);
+	if (!sqe)
+		return err;
+	io_uring_prep_fsync(sqe, fd, 0);
+	return finish(sqe, &op);
+}

@@ -1,0 +1,136 @@
+/*
+ * Choosing the I/O backend: io_uring where it works, epoll when asked for
+ * or when io_uring is refused -- here by a seccomp filter that makes
+ * io_uring_setup fail with ENOSYS, as container runtimes do -- and I/O
+ * working either way. (The rest of the suite runs once per backend: CTest
+ * registers every test a second time with WEFT_IO=epoll.)
+ *
+ * Criterion runs each test in a child process of its own, so the filter
+ * stays in that child.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "tests/common.h"
+
+TestSuite(io_backend, .timeout = 60);
+
+static weft_runtime *runtime_with(int backend)
+{
+	weft_config cfg;
+	weft_config_init(&cfg);
+	cfg.workers = 2;
+	cfg.io_backend = backend;
+	return weft_runtime_new(&cfg);
+}
+
+/* Whether the kernel lets this process set up a ring at all. */
+static bool kernel_has_io_uring(void)
+{
+#ifdef __NR_io_uring_setup
+	unsigned char params[120] = {0}; /* struct io_uring_params */
+	long fd = syscall(__NR_io_uring_setup, 1, params);
+	if (fd < 0)
+		return false;
+	close((int)fd);
+	return true;
+#else
+	return false;
+#endif
+}
+
+static void *echo_over_pair(void *arg)
+{
+	int *sv = arg;
+	char buf[16];
+	if (weft_send_all(sv[0], "ping", 4) != 4)
+		return (void *)1;
+	if (weft_recv(sv[1], buf, 4, MSG_WAITALL) != 4)
+		return (void *)2;
+	if (memcmp(buf, "ping", 4))
+		return (void *)3;
+	/* A wait that really parks: nothing is there yet. */
+	weft_deadline dl;
+	weft_deadline_push(&dl, 20);
+	ssize_t r = weft_recv(sv[1], buf, sizeof buf, 0);
+	weft_deadline_pop(&dl);
+	return r == -ETIMEDOUT ? NULL : (void *)4;
+}
+
+static void assert_io_works(weft_runtime *rt)
+{
+	int sv[2];
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	void *res = (void *)-1;
+	cr_assert_eq(weft_block_on(rt, echo_over_pair, sv, &res), 0);
+	cr_assert_null(res, "step %ld failed", (long)(intptr_t)res);
+	weft_close(sv[0]);
+	weft_close(sv[1]);
+}
+
+Test(io_backend, epoll_when_asked_and_io_uring_where_the_kernel_has_it)
+{
+	weft_runtime *rt = runtime_with(WEFT_IO_EPOLL);
+	cr_assert_not_null(rt);
+	cr_assert_eq(weft_runtime_io_backend(rt), WEFT_IO_EPOLL);
+	assert_io_works(rt);
+	weft_runtime_free(rt);
+
+	rt = runtime_with(WEFT_IO_URING);
+	if (!kernel_has_io_uring()) {
+		cr_assert_null(rt);
+		cr_assert_eq(errno, ENOSYS);
+		cr_log_info("no io_uring here: only the refusal was checked");
+		return;
+	}
+#ifdef WEFT_HAVE_URING
+	cr_assert_not_null(rt);
+	cr_assert_eq(weft_runtime_io_backend(rt), WEFT_IO_URING);
+	assert_io_works(rt);
+	weft_runtime_free(rt);
+#else
+	cr_assert_null(rt, "built without liburing, yet io_uring was granted");
+#endif
+	cr_assert_eq(weft_runtime_io_backend(NULL), -EINVAL);
+	assert_no_leaks();
+}
+
+/* io_uring_setup fails with ENOSYS from now on in this process. */
+static void refuse_io_uring(void)
+{
+	struct sock_filter prog[] = {
+	        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+	        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+	        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA)),
+	        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog fprog = {.len = sizeof prog / sizeof prog[0], .filter = prog};
+	cr_assert_eq(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+	cr_assert_eq(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fprog), 0, "seccomp: %s",
+	             strerror(errno));
+	cr_assert_eq(kernel_has_io_uring(), false);
+}
+
+Test(io_backend, io_uring_refused_by_seccomp_falls_back_to_epoll)
+{
+	refuse_io_uring();
+	weft_runtime *rt = runtime_with(WEFT_IO_AUTO);
+	cr_assert_not_null(rt);
+	cr_assert_eq(weft_runtime_io_backend(rt), WEFT_IO_EPOLL);
+	assert_io_works(rt);
+	weft_runtime_free(rt);
+
+	errno = 0;
+	cr_assert_null(runtime_with(WEFT_IO_URING), "io_uring asked for by name must fail");
+	cr_assert_eq(errno, ENOSYS);
+	assert_no_leaks();
+}
