@@ -3,18 +3,8 @@
 # (several messages on several connections at once), then shuts down
 # cleanly on SIGTERM (exit status 0) while a client is still connected.
 set -euo pipefail
-bin=$1
-log=$(mktemp)
-"$bin" --port 0 --workers 2 2>"$log" & # it prints the port it got
-pid=$!
-trap 'kill -9 $pid 2>/dev/null || true; cat "$log" >&2; rm -f "$log"' EXIT
-port=
-for _ in $(seq 200); do
-	port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$log")
-	[ -n "$port" ] && break
-	sleep 0.05
-done
-[ -n "$port" ] || { echo "example_echo: the server did not start" >&2; exit 1; }
+. "$(dirname "$0")/example_lib.sh"
+start_server "$1"
 talk() { # message
 	exec {fd}<>"/dev/tcp/127.0.0.1/$port"
 	printf '%s' "$1" >&$fd
@@ -28,11 +18,5 @@ wait_ok=0
 for job in $(jobs -p); do [ "$job" = "$pid" ] || wait "$job" || wait_ok=1; done
 [ $wait_ok = 0 ] || exit 1
 exec 4<>"/dev/tcp/127.0.0.1/$port" # stays open across the shutdown
-kill -TERM "$pid"
-for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-if kill -0 "$pid" 2>/dev/null; then echo "example_echo: no shutdown on SIGTERM" >&2; exit 1; fi
-wait "$pid" || { echo "example_echo: exit status $?" >&2; exit 1; }
-trap - EXIT
-cat "$log" >&2 # sanitizer reports, if any, reach ctest
-rm -f "$log"
+stop_server
 echo "example_echo: ok"
