@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # weft beside Tokio and Go on this machine: builds the peer programs, runs
 # the scheduler workloads for weft, Tokio and Go in turn (workload by
-# workload) RUNS times, and prints the peers' table with weft's advantage
-# over the better of the two (above 1: weft is better).
+# workload), then the servers under load (tcp_echo, http_hello: weft-echo
+# and weft-http on io_uring, again on epoll as peer "weft-epoll", beside
+# Tokio's and Go's), RUNS times, and prints the peers' table with weft's
+# advantage over the better of the two (above 1: weft is better).
 #
 #   PEERS_DIR   the peers directory (default ../shared/peers)
 #   RUNS        alternating runs (default 3)
-#   ONLY_WORKLOADS, WORKERS, WAIT_IDLE_S   passed to the peers' run.sh
+#   SERVERS     0: skip the servers (default 1)
+#   ONLY_WORKLOADS, WORKERS, WAIT_IDLE_S, LOAD_SECS   passed to the peers' run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PEERS_DIR=${PEERS_DIR:-../shared/peers}
@@ -23,6 +26,10 @@ files=()
 for i in $(seq "$RUNS"); do
   out="$PWD/results/compare-$stamp-$i.jsonl"
   WEFT_BUILD="$PWD/build" OUT="$out" "$PEERS_DIR/run.sh" bench >/dev/null
+  if [ "${SERVERS:-1}" = 1 ]; then
+    WEFT_BUILD="$PWD/build" OUT="$out" "$PEERS_DIR/run.sh" servers >/dev/null
+    WEFT_BUILD="$PWD/build" OUT="$out" WEFT_IO=epoll PEERS=weft "$PEERS_DIR/run.sh" servers >/dev/null
+  fi
   files+=("$out")
 done
 python3 "$PEERS_DIR/table.py" "${files[@]}"

@@ -20,7 +20,7 @@
 #include "server.h"
 
 #define HEAD_MAX 8192
-#define OUT_MAX 16384
+#define OUT_MAX 4096
 
 static const char OK[] = "HTTP/1.1 200 OK\r\nServer: weft-http\r\nContent-Type: text/plain\r\n"
                          "Content-Length: 13\r\n\r\nHello, World!";
