@@ -17,6 +17,7 @@
 #define RING_CQ_ENTRIES 4096
 #define UD_IGNORE 0ull /* a cancel request's own completion */
 #define UD_WAKE 1ull   /* the wake eventfd's poll */
+#define UD_MSG 2ull    /* a wake sent by another ring (IORING_OP_MSG_RING) */
 
 /* Strongest first; each later set drops what an older kernel refuses. */
 static const unsigned setup_flags[] = {
@@ -81,6 +82,9 @@ int weft__ring_init(struct weft__ring *r)
 		io_uring_queue_exit(&r->uring);
 		return rc;
 	}
+	struct io_uring_probe *probe = io_uring_get_probe_ring(&r->uring);
+	r->msg_ok = probe && io_uring_opcode_supported(probe, IORING_OP_MSG_RING);
+	io_uring_free_probe(probe);
 	r->active = true;
 	arm_wake_poll(r);
 	weft__ring_poll(r);
@@ -185,8 +189,8 @@ static unsigned reap(struct weft__ring *r)
 	{
 		seen++;
 		uint64_t ud = cqe->user_data;
-		if (ud == UD_IGNORE)
-			continue;
+		if (ud == UD_IGNORE || ud == UD_MSG)
+			continue; /* a wake: it ended the wait, nothing else */
 		if (ud == UD_WAKE) {
 			if (!(cqe->flags & IORING_CQE_F_MORE))
 				arm_wake_poll(r); /* the multishot poll ended: again */
@@ -233,8 +237,32 @@ unsigned weft__ring_park(struct weft__ring *r, uint64_t timeout_ns)
 	return reap(r);
 }
 
+/* From a worker thread with a ring of its own: a message from ring to
+   ring, submitted at once together with whatever the caller's ring had
+   queued (its completion on our side is skipped). */
+static bool wake_by_message(struct weft__ring *r)
+{
+	struct weft__thread *th = weft__tls()->thread;
+	if (!th || !th->ring.active || &th->ring == r || !r->msg_ok)
+		return false;
+	struct weft__ring *own = &th->ring;
+	/* No submit-to-make-room here: we may be inside this ring's reap. */
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&own->uring);
+	if (!sqe)
+		return false;
+	own->prep_seq++;
+	io_uring_prep_msg_ring(sqe, r->uring.ring_fd, 0, UD_MSG, 0);
+	io_uring_sqe_set_data64(sqe, UD_IGNORE);
+	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	io_uring_submit(&own->uring);
+	mark_submitted(own);
+	return true;
+}
+
 void weft__ring_wake(struct weft__ring *r)
 {
+	if (wake_by_message(r))
+		return;
 	uint64_t one = 1;
 	if (write(r->wakefd, &one, sizeof one) < 0) {
 		/* EAGAIN: the counter is saturated, so a wake is pending anyway */

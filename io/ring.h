@@ -11,9 +11,11 @@
  * and reaps every global_queue_interval ticks (weft__ring_poll_now), while
  * it searches for work, and when it parks -- parking is a wait in the ring
  * for one completion with the next timer deadline as its timeout
- * (weft__ring_park). Another thread ends that wait by writing the ring's
- * eventfd, which a multishot poll in the ring turns into a completion; the
- * eventfd is never read back (each write wakes the poll once).
+ * (weft__ring_park). Another worker ends that wait with IORING_OP_MSG_RING
+ * from its own ring (submitted at once, with whatever it had queued); any
+ * other thread writes the ring's eventfd, which a multishot poll in the
+ * ring turns into a completion; the eventfd is never read back (each write
+ * wakes the poll once).
  *
  * A uop's life: armed (count 1: its completion) -> the CQE sets res and
  * drops the count; a cancel request posted from another thread adds one,
@@ -64,6 +66,7 @@ struct weft__ring {
 	struct io_uring uring;
 #endif
 	bool active;
+	bool msg_ok;                    /* the kernel has IORING_OP_MSG_RING */
 	unsigned inflight;              /* armed uops whose CQE is not reaped */
 	uint64_t prep_seq;              /* SQEs prepared so far */
 	_Atomic uint64_t submitted_seq; /* of those, handed to the kernel */
