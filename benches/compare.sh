@@ -8,7 +8,8 @@
 #
 #   PEERS_DIR   the peers directory (default ../shared/peers)
 #   RUNS        alternating runs (default 3)
-#   SERVERS     0: skip the servers (default 1)
+#   SERVERS     0: skip the servers, and the RSS of 10,000 idle connections
+#               (benches/idle_rss.sh, printed after the table) (default 1)
 #   ONLY_WORKLOADS, WORKERS, WAIT_IDLE_S, LOAD_SECS   passed to the peers' run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,3 +34,8 @@ for i in $(seq "$RUNS"); do
   files+=("$out")
 done
 python3 "$PEERS_DIR/table.py" "${files[@]}"
+if [ "${SERVERS:-1}" = 1 ]; then
+  echo
+  echo "RSS with 10,000 idle echo connections (benches/idle_rss.sh):"
+  PEERS_DIR="$PEERS_DIR" ./benches/idle_rss.sh 10000 | tee "results/compare-$stamp-idle.jsonl"
+fi

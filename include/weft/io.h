@@ -16,9 +16,10 @@
  * ones it creates and copes with blocking descriptors it is given. Close
  * descriptors that tasks wait on with weft_close(), which wakes them.
  *
- * Backend: today readiness through one epoll per worker (an fd joins the
- * epoll of the worker that first waits on it); regular files are read and
- * written on the blocking pool. The io_uring backend is the next step.
+ * Backend (weft_runtime_new, docs/io.md): io_uring where it works -- each
+ * call one SQE on the ring of the worker the task runs on, files included
+ * -- else epoll, readiness per worker, with regular files read and written
+ * on the blocking pool. Same guarantees on both.
  */
 #ifndef WEFT_IO_H
 #define WEFT_IO_H
