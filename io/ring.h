@@ -94,15 +94,17 @@ unsigned weft__ring_poll(struct weft__ring *r);
 
 /* The periodic look, a few loads when there is nothing to do: it enters
    the kernel only for SQEs to submit, cancel requests, or completions
-   waiting -- posted already, or (IORING_SQ_TASKRUN) waiting for the enter
-   that runs the ring's deferred task work. */
+   waiting -- posted already, kept back by a full CQ (IORING_SQ_CQ_OVERFLOW),
+   or (IORING_SQ_TASKRUN) waiting for the enter that runs the ring's
+   deferred task work. */
 static inline unsigned weft__ring_poll_now(struct weft__ring *r)
 {
 	if (!r->active)
 		return 0;
 	if (r->prep_seq != atomic_load_explicit(&r->submitted_seq, memory_order_relaxed) ||
 	    atomic_load_explicit(&r->mailbox, memory_order_relaxed) ||
-	    (r->inflight && ((IO_URING_READ_ONCE(*r->uring.sq.kflags) & IORING_SQ_TASKRUN) ||
+	    (r->inflight && ((IO_URING_READ_ONCE(*r->uring.sq.kflags) &
+	                      (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)) ||
 	                     io_uring_cq_ready(&r->uring))))
 		return weft__ring_poll(r);
 	return 0;

@@ -15,6 +15,8 @@
 #include <linux/seccomp.h>
 #include <stddef.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -24,13 +26,18 @@
 
 TestSuite(io_backend, .timeout = 60);
 
-static weft_runtime *runtime_with(int backend)
+static weft_runtime *runtime_on(int backend, unsigned workers)
 {
 	weft_config cfg;
 	weft_config_init(&cfg);
-	cfg.workers = 2;
+	cfg.workers = workers;
 	cfg.io_backend = backend;
 	return weft_runtime_new(&cfg);
+}
+
+static weft_runtime *runtime_with(int backend)
+{
+	return runtime_on(backend, 2);
 }
 
 /* Whether the kernel lets this process set up a ring at all. */
@@ -132,5 +139,49 @@ Test(io_backend, io_uring_refused_by_seccomp_falls_back_to_epoll)
 	errno = 0;
 	cr_assert_null(runtime_with(WEFT_IO_URING), "io_uring asked for by name must fail");
 	cr_assert_eq(errno, ENOSYS);
+	assert_no_leaks();
+}
+
+/* More completions at once than the ring's completion queue holds (4,096):
+   thousands of tasks wait for the same eventfd, one write wakes them all,
+   and the completions the kernel kept back for a full queue must arrive
+   too. On epoll the same wakes go through one fd's waiter list. */
+struct herd {
+	int efd;
+	_Atomic long waiting, woke;
+};
+
+static void *wait_for_the_herd(void *arg)
+{
+	struct herd *h = arg;
+	atomic_fetch_add(&h->waiting, 1);
+	int r = weft_wait_fd(h->efd, POLLIN);
+	if (r > 0 && (r & POLLIN))
+		atomic_fetch_add(&h->woke, 1);
+	return NULL;
+}
+
+Test(io_backend, a_thundering_herd_overflows_the_completion_queue_and_loses_nothing)
+{
+	long n = test_scale(6000);
+	weft_runtime *rt = runtime_on(WEFT_IO_AUTO, 1); /* all on one ring */
+	cr_assert_not_null(rt);
+	struct herd h = {.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)};
+	cr_assert_geq(h.efd, 0);
+	weft_task **ts = calloc((size_t)n, sizeof *ts);
+	for (long i = 0; i < n; i++)
+		cr_assert_not_null(ts[i] = weft_spawn_on(rt, wait_for_the_herd, &h));
+	while (atomic_load(&h.waiting) < n)
+		test_sleep_ms(1);
+	test_sleep_ms(50); /* parked in their waits by now; correct either way */
+	uint64_t one = 1;
+	cr_assert_eq(write(h.efd, &one, sizeof one), (ssize_t)sizeof one);
+	for (long i = 0; i < n; i++)
+		cr_assert_eq(weft_join(ts[i], NULL), 0);
+	cr_assert_eq(atomic_load(&h.woke), n, "%ld of %ld waits saw the event", atomic_load(&h.woke),
+	             n);
+	free(ts);
+	close(h.efd);
+	weft_runtime_free(rt);
 	assert_no_leaks();
 }
