@@ -305,6 +305,27 @@ static inline unsigned poll_io(struct weft__thread *th)
 	return weft__ring_poll_now(&th->ring) + weft__poller_poll_now(&th->poller);
 }
 
+/* A worker with I/O outstanding offers its CPU to the other runnable
+   threads of the machine once per global_queue_interval. A socket write
+   wakes its peer with the kernel's "sync" hint -- the waker is about to
+   sleep -- so the woken thread (a client on the same machine, another
+   process) is queued behind the waker on the waker's CPU; a worker that
+   keeps finding work never sleeps, and that thread then waits for the
+   scheduler tick (4 ms at HZ=250), twice in a row for the unlucky. Measured
+   on tcp_echo with the client on the same 2 cores: p99 8.0 -> 0.8-1.8 ms,
+   http_hello 4.3 -> 1.0 ms, throughput unchanged, server CPU per round
+   trip down a third (the work each wake-up finds is batched better); the
+   median rises from 140 to ~500 us -- the mean a closed loop of 100
+   connections at 200 k/s must have (Little's law): latencies are no
+   longer split between a fast majority and a starved tail. With nothing
+   else runnable sched_yield returns at once (~0.35 us per 61 task runs);
+   without I/O outstanding (the scheduler workloads) it is not called. */
+static inline void offer_cpu(struct weft__thread *th)
+{
+	if (th->ring.inflight || atomic_load_explicit(&th->poller.registered, memory_order_relaxed))
+		sched_yield();
+}
+
 void weft__before_yield(struct weft__thread *th)
 {
 	take_injected(th->rt, th->worker, false);
@@ -322,6 +343,7 @@ struct weft_task *weft__next_runnable(struct weft__thread *th)
 		w->gq_countdown = rt->cfg.global_queue_interval;
 		weft__stack_depot_trim(&rt->stacks, weft_now_ns());
 		poll_io(th);
+		offer_cpu(th);
 		if ((t = inbox_pop(th)) || (t = take_injected(rt, w, true)))
 			return t;
 	}
