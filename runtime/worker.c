@@ -3,9 +3,11 @@
  *
  * Each worker thread loops on its scheduler context (the thread's own stack):
  *
- *   next task:  every global_queue_interval (61) ticks the pinned inbox and the
- *               injector first (so two tasks that keep waking each other cannot
- *               starve them); then the LIFO slot (at most 3 runs in a row),
+ *   next task:  every global_queue_interval (61) ticks: submit and reap I/O,
+ *               offer the CPU to other threads if I/O is outstanding
+ *               (offer_cpu), then the pinned inbox and the injector first (so
+ *               two tasks that keep waking each other cannot starve them);
+ *               then the LIFO slot (at most 3 runs in a row),
  *               the pinned inbox, the local queue (topped up from the injector
  *               when short), a batch from the injector.
  *   search:     if allowed to search (at most half the workers do), steal half
