@@ -152,11 +152,29 @@ void weft__ring_unprep(struct weft__ring *r, struct io_uring_sqe *sqe, struct we
 	weft__waker_drop(op->waker);
 }
 
+/* Puts a cancel request for op on r's mailbox; the count it adds keeps op
+   alive until the owner took the request out. */
+static void post(struct weft__ring *r, struct weft__uop *op)
+{
+	atomic_fetch_add_explicit(&op->count, 1, memory_order_relaxed);
+	struct weft__uop *head = atomic_load_explicit(&r->mailbox, memory_order_relaxed);
+	do
+		atomic_store_explicit(&op->mb_next, head, memory_order_relaxed);
+	while (!atomic_compare_exchange_weak_explicit(&r->mailbox, &head, op, memory_order_release,
+	                                              memory_order_relaxed));
+}
+
+/* Owner only. Queued behind op's own SQE if that is still queued, so the
+   kernel sees op first. With the queue full even after a submit (the
+   kernel refusing SQEs for now), the request waits in the mailbox for the
+   next submit instead of being lost. */
 static void prep_cancel(struct weft__ring *r, struct weft__uop *op)
 {
 	struct io_uring_sqe *sqe = get_sqe(r);
-	if (!sqe)
-		return; /* cannot happen after a submit; the op then runs its course */
+	if (!sqe) {
+		post(r, op);
+		return;
+	}
 	io_uring_prep_cancel(sqe, op, 0);
 	io_uring_sqe_set_data64(sqe, UD_IGNORE);
 	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
@@ -284,14 +302,7 @@ void weft__ring_cancel(struct weft__uop *op)
 		prep_cancel(r, op); /* the owner: goes out with the next submit */
 		return;
 	}
-	/* Another thread: the owner's count keeps op alive until it took the
-	   request out of its mailbox. */
-	atomic_fetch_add_explicit(&op->count, 1, memory_order_relaxed);
-	struct weft__uop *head = atomic_load_explicit(&r->mailbox, memory_order_relaxed);
-	do
-		atomic_store_explicit(&op->mb_next, head, memory_order_relaxed);
-	while (!atomic_compare_exchange_weak_explicit(&r->mailbox, &head, op, memory_order_release,
-	                                              memory_order_relaxed));
+	post(r, op); /* another thread: through the owner's mailbox */
 	struct weft__thread *owner = weft__container_of(r, struct weft__thread, ring);
 	weft__parker_unpark(&owner->parker);
 }
