@@ -181,11 +181,13 @@ static void prep_cancel(struct weft__ring *r, struct weft__uop *op)
 }
 
 /* Drops one of op's counts; the last wakes its task. */
-static void put_op(struct weft__uop *op)
+static void put_op(struct weft__ring *r, struct weft__uop *op)
 {
 	struct weft__waker w = op->waker;
-	if (atomic_fetch_sub_explicit(&op->count, 1, memory_order_acq_rel) == 1)
+	if (atomic_fetch_sub_explicit(&op->count, 1, memory_order_acq_rel) == 1) {
+		r->woken++;
 		weft__waker_wake(w);
+	}
 }
 
 /* Turns the cancel requests other threads posted into ASYNC_CANCELs. */
@@ -197,15 +199,15 @@ static void drain_mailbox(struct weft__ring *r)
 	while (op) {
 		struct weft__uop *next = atomic_load_explicit(&op->mb_next, memory_order_relaxed);
 		prep_cancel(r, op);
-		put_op(op);
+		put_op(r, op);
 		op = next;
 	}
 }
 
-static unsigned reap(struct weft__ring *r)
+static void reap(struct weft__ring *r)
 {
 	struct io_uring_cqe *cqe;
-	unsigned head, seen = 0, completed = 0;
+	unsigned head, seen = 0;
 	io_uring_for_each_cqe(&r->uring, head, cqe)
 	{
 		seen++;
@@ -221,11 +223,9 @@ static unsigned reap(struct weft__ring *r)
 		op->res = cqe->res;
 		op->cflags = cqe->flags;
 		r->inflight--;
-		completed++;
-		put_op(op);
+		put_op(r, op);
 	}
 	io_uring_cq_advance(&r->uring, seen);
-	return completed;
 }
 
 static void mark_submitted(struct weft__ring *r)
@@ -233,19 +233,28 @@ static void mark_submitted(struct weft__ring *r)
 	atomic_store_explicit(&r->submitted_seq, r->prep_seq, memory_order_release);
 }
 
+/* Tasks are woken by the last drop of a uop's count, which a completion
+   or a cancel request taken from the mailbox may be: the callers learn how
+   many from r->woken, so that a worker about to sleep sees the tasks its
+   own drain woke (they are in its LIFO slot, which wakes nobody). */
 unsigned weft__ring_poll(struct weft__ring *r)
 {
+	unsigned before = r->woken;
 	drain_mailbox(r);
 	io_uring_submit_and_get_events(&r->uring);
 	mark_submitted(r);
-	return reap(r);
+	reap(r);
+	return r->woken - before;
 }
 
 unsigned weft__ring_park(struct weft__ring *r, uint64_t timeout_ns)
 {
-	if (timeout_ns == 0)
-		return weft__ring_poll(r);
+	unsigned before = r->woken;
 	drain_mailbox(r);
+	if (timeout_ns == 0 || r->woken != before) {
+		weft__ring_poll(r);
+		return r->woken - before;
+	}
 	struct __kernel_timespec ts, *tp = NULL;
 	if (timeout_ns != UINT64_MAX) {
 		ts.tv_sec = (long long)(timeout_ns / 1000000000ull);
@@ -255,7 +264,8 @@ unsigned weft__ring_park(struct weft__ring *r, uint64_t timeout_ns)
 	struct io_uring_cqe *cqe;
 	io_uring_submit_and_wait_timeout(&r->uring, &cqe, 1, tp, NULL);
 	mark_submitted(r);
-	return reap(r);
+	reap(r);
+	return r->woken - before;
 }
 
 /* From a worker thread with a ring of its own: a message from ring to

@@ -68,6 +68,7 @@ struct weft__ring {
 	bool active;
 	bool msg_ok;                    /* the kernel has IORING_OP_MSG_RING */
 	unsigned inflight;              /* armed uops whose CQE is not reaped */
+	unsigned woken;                 /* tasks its uops woke so far (wraps) */
 	uint64_t prep_seq;              /* SQEs prepared so far */
 	_Atomic uint64_t submitted_seq; /* of those, handed to the kernel */
 	int wakefd;                     /* eventfd polled in the ring */
@@ -89,7 +90,7 @@ void weft__ring_destroy(struct weft__ring *r);
 struct weft__ring *weft__ring_current(void);
 
 /* Submits what is prepared and reaps completions without waiting; returns
-   how many uops it completed. Owner only. */
+   how many tasks that woke. Owner only. */
 unsigned weft__ring_poll(struct weft__ring *r);
 
 /* The periodic look, a few loads when there is nothing to do: it enters
@@ -111,8 +112,8 @@ static inline unsigned weft__ring_poll_now(struct weft__ring *r)
 }
 
 /* Submits, then waits for a completion or a wake for up to timeout_ns
-   (UINT64_MAX: no limit; 0: only looks); returns how many uops it
-   completed. Owner only. */
+   (UINT64_MAX: no limit; 0: only looks); returns how many tasks that woke
+   (it does not wait when taking in cancel requests woke one). Owner only. */
 unsigned weft__ring_park(struct weft__ring *r, uint64_t timeout_ns);
 
 /* Ends a park in progress (or the next one). Any thread. */

@@ -14,6 +14,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
+#include <sched.h>
 #include <string.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -129,6 +130,7 @@ static void refuse_io_uring(void)
 
 Test(io_backend, io_uring_refused_by_seccomp_falls_back_to_epoll)
 {
+	unsetenv("WEFT_IO"); /* the automatic choice is under test */
 	refuse_io_uring();
 	weft_runtime *rt = runtime_with(WEFT_IO_AUTO);
 	cr_assert_not_null(rt);
@@ -178,10 +180,72 @@ Test(io_backend, a_thundering_herd_overflows_the_completion_queue_and_loses_noth
 	cr_assert_eq(write(h.efd, &one, sizeof one), (ssize_t)sizeof one);
 	for (long i = 0; i < n; i++)
 		cr_assert_eq(weft_join(ts[i], NULL), 0);
-	cr_assert_eq(atomic_load(&h.woke), n, "%ld of %ld waits saw the event", atomic_load(&h.woke),
-	             n);
+	cr_assert_eq(atomic_load(&h.woke), n, "%ld of %ld waits saw the event",
+	             atomic_load(&h.woke), n);
 	free(ts);
 	close(h.efd);
 	weft_runtime_free(rt);
+	assert_no_leaks();
+}
+
+/* A cancellation racing the data: the receive either completed first and
+   returns the byte, or was cancelled and the byte is still in the socket.
+   Never both, never neither. */
+struct racer {
+	int fd;
+	_Atomic int waiting;
+	ssize_t rc;
+	char got;
+};
+
+static void *receive_one(void *arg)
+{
+	struct racer *r = arg;
+	char buf[64]; /* on the task's stack: the kernel must be done with it */
+	atomic_store(&r->waiting, 1);
+	r->rc = weft_recv(r->fd, buf, sizeof buf, 0);
+	r->got = r->rc == 1 ? buf[0] : 0;
+	return NULL;
+}
+
+Test(io_backend, a_cancel_racing_the_data_loses_nothing_and_duplicates_nothing)
+{
+	long rounds = test_scale(300);
+	long completed = 0, cancelled = 0;
+	for (unsigned workers = 1; workers <= 2; workers++) {
+		weft_runtime *rt = runtime_on(WEFT_IO_AUTO, workers);
+		cr_assert_not_null(rt);
+		for (long i = 0; i < rounds; i++) {
+			int sv[2];
+			cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+			struct racer r = {.fd = sv[1], .rc = 99};
+			weft_task *t = weft_spawn_on(rt, receive_one, &r);
+			while (!atomic_load(&r.waiting))
+				sched_yield();
+			if (i % 3) /* sometimes let it park first */
+				for (long k = 0; k < i % 50; k++)
+					sched_yield();
+			cr_assert_eq(send(sv[0], "x", 1, 0), 1);
+			weft_cancel(t);
+			int jr = weft_join(t, NULL);
+			cr_assert(jr == 0 || jr == WEFT_CANCELED, "join: %d", jr);
+			char left = 0;
+			ssize_t n = recv(sv[1], &left, 1, MSG_DONTWAIT);
+			if (r.rc == 1) {
+				cr_assert_eq(r.got, 'x');
+				cr_assert(n < 0 && errno == EAGAIN, "the byte arrived twice");
+				completed++;
+			} else {
+				cr_assert_eq(r.rc, -ECANCELED, "recv: %zd", r.rc);
+				cr_assert_eq(n, 1, "the cancelled receive lost the byte");
+				cr_assert_eq(left, 'x');
+				cancelled++;
+			}
+			close(sv[0]);
+			weft_close(sv[1]);
+		}
+		weft_runtime_free(rt);
+	}
+	cr_log_info("%ld completed first, %ld cancelled first", completed, cancelled);
 	assert_no_leaks();
 }
