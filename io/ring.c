@@ -228,9 +228,12 @@ static void reap(struct weft__ring *r)
 	io_uring_cq_advance(&r->uring, seen);
 }
 
+/* After an enter: SQEs still in the queue (the kernel refused them for
+   now, -EBUSY/-EAGAIN) are not submitted. */
 static void mark_submitted(struct weft__ring *r)
 {
-	atomic_store_explicit(&r->submitted_seq, r->prep_seq, memory_order_release);
+	atomic_store_explicit(&r->submitted_seq, r->prep_seq - io_uring_sq_ready(&r->uring),
+	                      memory_order_release);
 }
 
 /* Tasks are woken by the last drop of a uop's count, which a completion
