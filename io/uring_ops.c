@@ -125,10 +125,14 @@ int weft__uring_connect(int fd, const struct sockaddr *addr, socklen_t len)
 	return finish(sqe, &op);
 }
 
-ssize_t weft__uring_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr,
-                             socklen_t *addrlen)
+/* recv/send, or recvmsg/sendmsg when an address is given (*addrlen is
+   in/out for a receive, in for a send). */
+static ssize_t sock_io(bool send, int fd, void *buf, size_t len, int flags, struct sockaddr *addr,
+                       socklen_t *addrlen)
 {
 	ENTER();
+	if (send)
+		flags |= MSG_NOSIGNAL;
 	for (;;) {
 		struct iovec iov = {buf, len};
 		struct msghdr msg = {.msg_name = addr,
@@ -140,49 +144,36 @@ ssize_t weft__uring_recvfrom(int fd, void *buf, size_t len, int flags, struct so
 		struct io_uring_sqe *sqe = begin(&op, fd, &err);
 		if (!sqe)
 			return err;
-		if (addr)
+		if (addr && send)
+			io_uring_prep_sendmsg(sqe, fd, &msg, (unsigned)flags);
+		else if (addr)
 			io_uring_prep_recvmsg(sqe, fd, &msg, (unsigned)flags);
+		else if (send)
+			io_uring_prep_send(sqe, fd, buf, len, flags);
 		else
 			io_uring_prep_recv(sqe, fd, buf, len, flags);
 		int n = finish(sqe, &op);
-		if (n >= 0 && addr && addrlen)
+		if (n >= 0 && !send && addr && addrlen)
 			*addrlen = msg.msg_namelen;
 		if (n == -EINTR)
 			continue;
 		if (n != -EAGAIN || (flags & MSG_DONTWAIT))
 			return n;
-		if ((err = wait_ready(fd, POLLIN)) < 0)
+		if ((err = wait_ready(fd, send ? POLLOUT : POLLIN)) < 0)
 			return err;
 	}
+}
+
+ssize_t weft__uring_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr,
+                             socklen_t *addrlen)
+{
+	return sock_io(false, fd, buf, len, flags, addr, addrlen);
 }
 
 ssize_t weft__uring_sendto(int fd, const void *buf, size_t len, int flags,
                            const struct sockaddr *addr, socklen_t addrlen)
 {
-	ENTER();
-	for (;;) {
-		struct iovec iov = {(void *)buf, len};
-		struct msghdr msg = {.msg_name = (void *)addr,
-		                     .msg_namelen = addr ? addrlen : 0,
-		                     .msg_iov = &iov,
-		                     .msg_iovlen = 1};
-		struct weft__uop op;
-		int err;
-		struct io_uring_sqe *sqe = begin(&op, fd, &err);
-		if (!sqe)
-			return err;
-		if (addr)
-			io_uring_prep_sendmsg(sqe, fd, &msg, (unsigned)flags | MSG_NOSIGNAL);
-		else
-			io_uring_prep_send(sqe, fd, buf, len, flags | MSG_NOSIGNAL);
-		int n = finish(sqe, &op);
-		if (n == -EINTR)
-			continue;
-		if (n != -EAGAIN || (flags & MSG_DONTWAIT))
-			return n;
-		if ((err = wait_ready(fd, POLLOUT)) < 0)
-			return err;
-	}
+	return sock_io(true, fd, (void *)buf, len, flags, (struct sockaddr *)addr, &addrlen);
 }
 
 ssize_t weft__uring_send_all(int fd, const void *buf, size_t len)
