@@ -760,3 +760,52 @@ Test(io, recvfrom_reports_the_sender_and_sendto_answers_it)
 	weft_runtime_free(rt);
 	assert_no_leaks();
 }
+
+/* The other waits on a pipe: weft_wait_fd cancelled, weft_read timed out
+   by a deadline scope; afterwards the byte written is all still there. */
+struct pipe_reader {
+	int fd;
+	_Atomic int waiting;
+	int wait_rc;
+	ssize_t read_rc;
+};
+
+static void *wait_then_read(void *arg)
+{
+	struct pipe_reader *r = arg;
+	char buf[8]; /* on the stack: a timed-out read must leave it alone */
+	memset(buf, 0x55, sizeof buf);
+	weft_deadline d;
+	weft_deadline_push(&d, 30);
+	r->read_rc = weft_read(r->fd, buf, sizeof buf, -1);
+	weft_deadline_pop(&d);
+	for (size_t i = 0; i < sizeof buf; i++)
+		if ((unsigned char)buf[i] != 0x55)
+			r->read_rc = -1000; /* the kernel wrote into it */
+	atomic_store(&r->waiting, 1);
+	r->wait_rc = weft_wait_fd(r->fd, POLLIN);
+	return NULL;
+}
+
+Test(io, a_cancelled_wait_fd_and_a_timed_out_read_lose_nothing)
+{
+	weft_runtime *rt = test_runtime(2);
+	int p[2];
+	cr_assert_eq(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+	struct pipe_reader r = {.fd = p[0], .wait_rc = 1, .read_rc = 1};
+	weft_task *t = weft_spawn_on(rt, wait_then_read, &r);
+	wait_flag_thread(&r.waiting);
+	test_sleep_ms(20); /* parked in weft_wait_fd by now; correct either way */
+	weft_cancel(t);
+	cr_assert_eq(weft_join(t, NULL), WEFT_CANCELED);
+	cr_assert_eq(r.read_rc, -ETIMEDOUT, "read: %zd", r.read_rc);
+	cr_assert_eq(r.wait_rc, -ECANCELED, "wait_fd: %d", r.wait_rc);
+	cr_assert_eq(write(p[1], "q", 1), 1);
+	char c = 0;
+	cr_assert_eq(weft_read(p[0], &c, 1, -1), 1); /* from this plain thread */
+	cr_assert_eq(c, 'q');
+	weft_close(p[0]);
+	weft_close(p[1]);
+	weft_runtime_free(rt);
+	assert_no_leaks();
+}
