@@ -221,7 +221,6 @@ static void reap(struct weft__ring *r)
 		}
 		struct weft__uop *op = (struct weft__uop *)(uintptr_t)ud;
 		op->res = cqe->res;
-		op->cflags = cqe->flags;
 		r->inflight--;
 		put_op(r, op);
 	}

@@ -53,7 +53,6 @@ struct weft__uop {
 	_Atomic uint32_t count;    /* completion + posted cancel requests */
 	_Atomic bool cancel_asked; /* a cancel was requested (once) */
 	int32_t res;
-	uint32_t cflags;
 	int fd;                  /* the fd it uses, or -1 */
 	bool closing;            /* the fd was closed meanwhile (under its lock) */
 	bool linked;             /* on the fd state's list of ops */
