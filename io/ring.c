@@ -136,6 +136,7 @@ struct io_uring_sqe *weft__ring_prep(struct weft__ring *r, struct weft__uop *op,
 	op->ring = r;
 	op->seq = r->prep_seq;
 	op->fd = fd;
+	op->cqe_flags = 0;
 	atomic_init(&op->count, 1);
 	atomic_init(&op->cancel_asked, false);
 	atomic_init(&op->mb_next, NULL);
@@ -221,6 +222,7 @@ static void reap(struct weft__ring *r)
 		}
 		struct weft__uop *op = (struct weft__uop *)(uintptr_t)ud;
 		op->res = cqe->res;
+		op->cqe_flags = cqe->flags;
 		r->inflight--;
 		put_op(r, op);
 	}

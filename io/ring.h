@@ -53,6 +53,7 @@ struct weft__uop {
 	_Atomic uint32_t count;    /* completion + posted cancel requests */
 	_Atomic bool cancel_asked; /* a cancel was requested (once) */
 	int32_t res;
+	uint32_t cqe_flags;      /* IORING_CQE_F_BUFFER and the buffer id */
 	int fd;                  /* the fd it uses, or -1 */
 	bool closing;            /* the fd was closed meanwhile (under its lock) */
 	bool linked;             /* on the fd state's list of ops */

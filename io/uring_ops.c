@@ -16,6 +16,8 @@
 #include <string.h>
 
 #include "../runtime/wait.h"
+#include "../runtime/worker.h"
+#include "bufs.h"
 #include "fdtable.h"
 #include "ring.h"
 
@@ -187,6 +189,55 @@ ssize_t weft__uring_send_all(int fd, const void *buf, size_t len)
 		sent += (size_t)n;
 	} while (sent < len);
 	return (ssize_t)sent;
+}
+
+/* The pool whose buffer a completion of op picked, and that buffer. */
+static struct weft__bufs *picked(const struct weft__uop *op, unsigned *id)
+{
+	*id = op->cqe_flags >> IORING_CQE_BUFFER_SHIFT;
+	return &weft__container_of(op->ring, struct weft__thread, ring)->bufs;
+}
+
+ssize_t weft__uring_recv_buf(int fd, weft_buf *b)
+{
+	for (;;) {
+		struct weft__bufs *p = weft__bufs_current();
+		if (!p || !p->in_ring)
+			return weft__recv_heap_buf(fd, b); /* moved to a worker without */
+		struct weft__uop op;
+		int err;
+		struct io_uring_sqe *sqe = begin(&op, fd, &err);
+		if (!sqe)
+			return err;
+		io_uring_prep_recv(sqe, fd, NULL, WEFT_BUF_SIZE, 0);
+		sqe->flags |= IOSQE_BUFFER_SELECT;
+		sqe->buf_group = WEFT__BUFS_GROUP;
+		int n = finish(sqe, &op);
+		if (op.cqe_flags & IORING_CQE_F_BUFFER) {
+			unsigned id;
+			struct weft__bufs *from = picked(&op, &id);
+			if (n > 0) {
+				b->data = weft__bufs_data(from, id);
+				b->len = (size_t)n;
+				b->priv_pool = from;
+				b->priv_id = id;
+				return n;
+			}
+			weft__bufs_give_back(from, id);
+		}
+		if (n == -ENOBUFS) {
+			/* The ring ran dry: more buffers, or a heap one. */
+			if (op.ring != weft__ring_current() || weft__bufs_refill_ring(p))
+				continue;
+			return weft__recv_heap_buf(fd, b);
+		}
+		if (n == -EINTR)
+			continue;
+		if (n != -EAGAIN)
+			return n;
+		if ((err = wait_ready(fd, POLLIN)) < 0)
+			return err;
+	}
 }
 
 ssize_t weft__uring_rw(bool write, int fd, const struct iovec *iov, int iovcnt, int64_t offset)

@@ -13,6 +13,8 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include <weft/io.h>
+
 #ifdef WEFT_HAVE_URING
 #include "ring.h"
 
@@ -32,6 +34,8 @@ ssize_t weft__uring_sendto(int fd, const void *buf, size_t len, int flags,
                            const struct sockaddr *addr, socklen_t addrlen);
 ssize_t weft__uring_send_all(int fd, const void *buf, size_t len);
 ssize_t weft__uring_rw(bool write, int fd, const struct iovec *iov, int iovcnt, int64_t offset);
+/* weft_recv_buf on a ring whose pool is in its buffer ring (bufs.h). */
+ssize_t weft__uring_recv_buf(int fd, weft_buf *b);
 int weft__uring_open(const char *path, int flags, mode_t mode);
 int weft__uring_fsync(int fd);
 #else

@@ -152,6 +152,7 @@ static void free_runtime_memory(struct weft_runtime *rt)
 			pthread_mutex_destroy(&rt->threads[i].inbox_lock);
 			weft__poller_destroy(&rt->threads[i].poller);
 			weft__ring_destroy(&rt->threads[i].ring);
+			weft__bufs_close(&rt->threads[i].bufs);
 		}
 	}
 	weft__registry_destroy(&rt->reg);

@@ -123,11 +123,10 @@ static struct weft__stack *describe(char *map, size_t len, size_t guard)
 	return s;
 }
 
-/* Maps up to n stacks of `size` usable bytes side by side with one mmap and
-   stores them in out[]; returns how many (0 when the OS refuses, errno set).
-   Each stack stays its own range, unmapped on its own or with neighbours
-   (stack_unmap_many). */
-static size_t stack_map_many(size_t size, struct weft__stack **out, size_t n)
+/* Maps up to n stacks of `size` usable bytes side by side with one mmap,
+   guards installed but no page touched, as *run; returns how many (0 when
+   the OS refuses, errno set). */
+static size_t map_run(size_t size, size_t n, struct weft__stack_run *run)
 {
 	if (weft__fault(WEFT__FAULT_STACK_ALLOC)) {
 		errno = ENOMEM;
@@ -141,19 +140,47 @@ static size_t stack_map_many(size_t size, struct weft__stack **out, size_t n)
 	char *map = mmap(NULL, len * n, PROT_READ | PROT_WRITE,
 	                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
 	if (map == MAP_FAILED)
-		return n > 1 ? stack_map_many(size, out, 1) : 0;
+		return n > 1 ? map_run(size, 1, run) : 0;
 	size_t i;
 	for (i = 0; i < n; i++) {
-		char *m = map + i * len;
-		if (!install_guard(m, guard)) {
+		if (!install_guard(map + i * len, guard)) {
 			int err = errno;
-			munmap(m, (n - i) * len);
+			munmap(map + i * len, (n - i) * len);
 			errno = err;
 			break;
 		}
-		out[i] = describe(m, len, guard);
 	}
+	*run = (struct weft__stack_run){.map = map, .len = len, .guard = guard, .n = i};
 	return i;
+}
+
+/* Takes up to n stacks off the end of run and describes them into out[]
+   (touching each one's top page); returns how many. */
+static size_t describe_from(struct weft__stack_run *run, struct weft__stack **out, size_t n)
+{
+	if (n > run->n)
+		n = run->n;
+	for (size_t i = 0; i < n; i++) {
+		run->n--;
+		out[i] = describe(run->map + run->n * run->len, run->len, run->guard);
+	}
+	return n;
+}
+
+/* Maps up to n described stacks into out[] (each stays its own range,
+   unmapped on its own or with neighbours: stack_unmap_many); returns how
+   many, 0 with errno set when the OS refuses. */
+static size_t stack_map_many(size_t size, struct weft__stack **out, size_t n)
+{
+	struct weft__stack_run run;
+	return describe_from(&run, out, map_run(size, n, &run));
+}
+
+/* Unmaps the last n stacks of run. */
+static void unmap_from(struct weft__stack_run *run, size_t n)
+{
+	run->n -= n;
+	munmap(run->map + run->n * run->len, n * run->len);
 }
 
 static int by_address(const void *a, const void *b)
@@ -201,6 +228,8 @@ void weft__stack_depot_init(struct weft__stack_depot *d, size_t size)
 	weft__lock_init(&d->lock);
 	d->items = NULL;
 	d->count = d->cap = d->low = 0;
+	d->runs = NULL;
+	d->nruns = d->runs_cap = d->unborn = 0;
 	atomic_init(&d->last_trim_ns, 0);
 	atomic_init(&d->held, 0);
 	atomic_init(&d->mapped, 0);
@@ -213,6 +242,9 @@ void weft__stack_depot_destroy(struct weft__stack_depot *d)
 {
 	stack_unmap_many(d->items, d->count);
 	free(d->items);
+	for (size_t i = 0; i < d->nruns; i++)
+		unmap_from(&d->runs[i], d->runs[i].n);
+	free(d->runs);
 	pthread_mutex_destroy(&d->lock);
 }
 
@@ -228,6 +260,32 @@ static void note_in_use(struct weft__stack_depot *d, size_t n)
 static void unmapped(struct weft__stack_depot *d, size_t n)
 {
 	atomic_fetch_sub_explicit(&d->mapped, n, memory_order_relaxed);
+}
+
+/* Under the lock, after count or unborn changed. */
+static void held_changed(struct weft__stack_depot *d)
+{
+	size_t held = d->count + d->unborn;
+	if (held < d->low)
+		d->low = held;
+	atomic_store_explicit(&d->held, held, memory_order_relaxed);
+}
+
+/* Unmaps up to n untouched stacks, the most recently mapped first; returns
+   how many. Under the lock. */
+static size_t unmap_unborn(struct weft__stack_depot *d, size_t n)
+{
+	size_t done = 0;
+	while (done < n && d->nruns) {
+		struct weft__stack_run *run = &d->runs[d->nruns - 1];
+		size_t k = run->n < n - done ? run->n : n - done;
+		unmap_from(run, k);
+		done += k;
+		if (!run->n)
+			d->nruns--;
+	}
+	d->unborn -= done;
+	return done;
 }
 
 void weft__stack_depot_trim(struct weft__stack_depot *d, uint64_t now_ns)
@@ -250,6 +308,9 @@ void weft__stack_depot_trim(struct weft__stack_depot *d, uint64_t now_ns)
 	size_t idle = d->low, excess = mapped > target ? mapped - target : 0;
 	if (idle > excess)
 		idle = excess;
+	size_t untouched = unmap_unborn(d, idle);
+	unmapped(d, untouched);
+	idle -= untouched;
 	if (idle) {
 		/* The least recently deposited are at the bottom. */
 		stack_unmap_many(d->items, idle);
@@ -257,26 +318,43 @@ void weft__stack_depot_trim(struct weft__stack_depot *d, uint64_t now_ns)
 		d->count -= idle;
 		memmove(d->items, d->items + idle, d->count * sizeof *d->items);
 	}
-	d->low = d->count;
-	atomic_store_explicit(&d->held, d->count, memory_order_relaxed);
+	d->low = d->count + d->unborn;
+	atomic_store_explicit(&d->held, d->low, memory_order_relaxed);
 	pthread_mutex_unlock(&d->lock);
 }
 
-/* Moves up to WEFT__STACK_BATCH stacks from the depot into the cache. */
+/* Moves up to WEFT__STACK_BATCH stacks from the depot into the cache:
+   used ones first, then untouched ones, described after the lock is
+   dropped (each description is a page fault). */
 static void refill(struct weft__stack_pool *p)
 {
 	struct weft__stack_depot *d = p->depot;
 	if (!weft__stack_depot_held(d))
 		return;
+	struct weft__stack_run carved[4];
+	size_t ncarved = 0;
 	pthread_mutex_lock(&d->lock);
 	size_t n = d->count < WEFT__STACK_BATCH ? d->count : WEFT__STACK_BATCH;
 	d->count -= n;
 	memcpy(p->items + p->count, d->items + d->count, n * sizeof *d->items);
 	p->count += n;
-	if (d->count < d->low)
-		d->low = d->count;
-	atomic_store_explicit(&d->held, d->count, memory_order_relaxed);
+	for (size_t want = WEFT__STACK_BATCH - n; want && d->nruns && ncarved < 4;) {
+		struct weft__stack_run *run = &d->runs[d->nruns - 1];
+		size_t k = run->n < want ? run->n : want;
+		run->n -= k;
+		carved[ncarved++] = (struct weft__stack_run){.map = run->map + run->n * run->len,
+		                                             .len = run->len,
+		                                             .guard = run->guard,
+		                                             .n = k};
+		d->unborn -= k;
+		want -= k;
+		if (!run->n)
+			d->nruns--;
+	}
+	held_changed(d);
 	pthread_mutex_unlock(&d->lock);
+	for (size_t i = 0; i < ncarved; i++)
+		p->count += describe_from(&carved[i], p->items + p->count, carved[i].n);
 }
 
 static bool depot_grow(struct weft__stack_depot *d, size_t need)
@@ -308,7 +386,7 @@ static void spill(struct weft__stack_pool *p)
 		stack_unmap_many(p->items, n);
 		unmapped(d, n);
 	}
-	atomic_store_explicit(&d->held, d->count, memory_order_relaxed);
+	held_changed(d);
 	pthread_mutex_unlock(&d->lock);
 	p->count -= n;
 	memmove(p->items, p->items + n, p->count * sizeof *p->items);
@@ -356,25 +434,48 @@ struct weft__stack *weft__stack_get(struct weft__stack_pool *p, size_t size)
 	return stack_map_many(size, &s, 1) ? s : NULL;
 }
 
+/* Adds run to the depot's untouched stacks, joined to the last run when
+   the OS placed it right next to it. Under the lock; false when out of
+   memory. */
+static bool keep_run(struct weft__stack_depot *d, const struct weft__stack_run *run)
+{
+	struct weft__stack_run *last = d->nruns ? &d->runs[d->nruns - 1] : NULL;
+	if (last && last->len == run->len && last->guard == run->guard &&
+	    (run->map + run->n * run->len == last->map ||
+	     last->map + last->n * last->len == run->map)) {
+		if (run->map < last->map)
+			last->map = run->map;
+		last->n += run->n;
+	} else {
+		if (d->nruns == d->runs_cap) {
+			size_t cap = d->runs_cap ? 2 * d->runs_cap : 64;
+			struct weft__stack_run *runs = realloc(d->runs, cap * sizeof *runs);
+			if (!runs)
+				return false;
+			d->runs = runs;
+			d->runs_cap = cap;
+		}
+		d->runs[d->nruns++] = *run;
+	}
+	d->unborn += run->n;
+	held_changed(d);
+	return true;
+}
+
 bool weft__stack_depot_top_up(struct weft__stack_depot *d)
 {
 	if (atomic_load_explicit(&d->mapped, memory_order_relaxed) >= weft__stack_depot_target(d))
 		return false;
-	struct weft__stack *batch[WEFT__STACK_TOP_UP];
-	size_t n = stack_map_many(d->size, batch, WEFT__STACK_TOP_UP);
+	struct weft__stack_run run;
+	size_t n = map_run(d->size, WEFT__STACK_TOP_UP, &run);
 	if (!n)
 		return false;
 	atomic_fetch_add_explicit(&d->mapped, n, memory_order_relaxed);
 	pthread_mutex_lock(&d->lock);
-	bool kept = depot_grow(d, d->count + n);
-	if (kept) {
-		memcpy(d->items + d->count, batch, n * sizeof *batch);
-		d->count += n;
-		atomic_store_explicit(&d->held, d->count, memory_order_relaxed);
-	}
+	bool kept = keep_run(d, &run);
 	pthread_mutex_unlock(&d->lock);
 	if (!kept) {
-		stack_unmap_many(batch, n);
+		unmap_from(&run, n);
 		unmapped(d, n);
 	}
 	return kept;

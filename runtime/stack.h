@@ -54,22 +54,36 @@ bool weft__stack_guard_hit(const struct weft__stack *s, const void *addr);
    busiest recent moment needed plus a quarter (`peak` decays by half each
    trim interval), and idle workers map up to that ahead of demand
    (weft__stack_depot_top_up), so a burst a little bigger than the last one
-   does not map its extra stacks -- 2.3 us each here, mostly the first page
-   fault and the guard -- while it runs. A trim gives back to the OS the
-   stacks that sat in the depot through a whole interval, beyond that
-   reserve. */
+   does not map its extra stacks -- 2.3 us each here, the mmap and the
+   guard and the first page fault -- while it runs. Stacks mapped ahead are
+   kept as runs whose pages nothing touched yet, so the reserve costs no
+   memory (10,000 idle connections paid 2,500 reserve pages, 10 MB, when
+   their descriptors were written ahead): a burst pays only the fault of
+   each stack's top page, which its first frames would take anyway. A trim
+   gives back to the OS the stacks that sat in the depot through a whole
+   interval, beyond that reserve, the untouched ones first. */
 #define WEFT__STACK_CACHE 256    /* a worker's own free stacks */
 #define WEFT__STACK_BATCH 64     /* moved between a cache and the depot at once */
 #define WEFT__STACK_MAP_BATCH 32 /* pooled stacks mapped with one mmap */
 #define WEFT__STACK_TOP_UP 8     /* stacks an idle worker maps between looks for work */
 
+/* Stacks mapped side by side and never used: [map, map + n * len), guards
+   installed, no page touched -- not even the descriptor's. */
+struct weft__stack_run {
+	char *map;
+	size_t len, guard, n;
+};
+
 struct weft__stack_depot {
 	pthread_mutex_t lock;
 	struct weft__stack **items; /* most recently deposited last */
 	size_t count, cap;
-	size_t low; /* fewest stacks held since the last trim */
+	struct weft__stack_run *runs; /* mapped ahead (top-ups), not yet described */
+	size_t nruns, runs_cap;
+	size_t unborn; /* stacks in runs */
+	size_t low;    /* fewest stacks held (count + unborn) since the last trim */
 	_Atomic uint64_t last_trim_ns;
-	_Atomic size_t held;   /* count, readable without the lock */
+	_Atomic size_t held;   /* count + unborn, readable without the lock */
 	_Atomic size_t mapped; /* pooled-size stacks in existence: in use, cached or held */
 	_Atomic size_t peak;   /* most in use at once lately (decaying) */
 	size_t size;           /* usable size of the stacks it keeps */

@@ -304,6 +304,7 @@ static inline void poll_timers(struct weft__worker *w)
    waiting; how many tasks it woke. */
 static inline unsigned poll_io(struct weft__thread *th)
 {
+	weft__bufs_poll(&th->bufs);
 	return weft__ring_poll_now(&th->ring) + weft__poller_poll_now(&th->poller);
 }
 

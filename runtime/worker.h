@@ -22,6 +22,7 @@
 #include "park.h"
 #include "queue.h"
 #include "stack.h"
+#include "../io/bufs.h"
 #include "../io/poller.h"
 #include "../io/ring.h"
 #include "../timer/timer.h"
@@ -82,6 +83,7 @@ struct weft__thread {
 	struct weft__parker parker;
 	struct weft__ring ring;     /* its io_uring (io_uring backend), created on it */
 	struct weft__poller poller; /* its epoll (epoll backend, or no ring) */
+	struct weft__bufs bufs;     /* lent receive buffers, made at first use */
 	void *altstack;
 	struct weft_task *_Atomic running; /* for shutdown's report of stragglers */
 

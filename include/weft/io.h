@@ -55,6 +55,30 @@ ssize_t weft_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr 
 ssize_t weft_sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *addr,
                     socklen_t addrlen);
 
+/* Receives into a buffer the runtime lends, so that a connection waiting
+   for data owns no memory (10,000 idle connections cost no 10,000
+   buffers): the buffer is picked only when data arrives -- by the kernel
+   from the worker's buffer ring on io_uring, once the socket is readable
+   on epoll. On success returns n > 0 with buf->data pointing at the n
+   bytes (n <= WEFT_BUF_SIZE, buf->len = n), valid until
+   weft_buf_release(buf), which the task may call from any worker or
+   thread; 0 at end of stream and a negative errno (as weft_recv) lend
+   nothing. -EINVAL for a NULL buf. Each buffer lent must be released
+   before the runtime is freed. Where the worker's 1,024 buffers are all
+   lent, a malloc'd one is lent instead. */
+#define WEFT_BUF_SIZE 4096
+typedef struct weft_buf {
+	char *data; /* the bytes received */
+	size_t len; /* how many */
+	void *priv_pool;
+	unsigned priv_id;
+} weft_buf;
+ssize_t weft_recv_buf(int fd, weft_buf *buf);
+
+/* Returns what weft_recv_buf lent (buf->data NULL: nothing) and clears
+   buf. Not a wait. */
+void weft_buf_release(weft_buf *buf);
+
 /* Sends all len bytes (MSG_NOSIGNAL). Returns len; or, when an error,
    a cancellation or a deadline stops it after some bytes went out, that
    short count (the next call reports the error); or the error itself when
