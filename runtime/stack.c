@@ -336,7 +336,8 @@ static void refill(struct weft__stack_pool *p)
 	pthread_mutex_lock(&d->lock);
 	size_t n = d->count < WEFT__STACK_BATCH ? d->count : WEFT__STACK_BATCH;
 	d->count -= n;
-	memcpy(p->items + p->count, d->items + d->count, n * sizeof *d->items);
+	if (n) /* items may be NULL: only untouched stacks held so far */
+		memcpy(p->items + p->count, d->items + d->count, n * sizeof *d->items);
 	p->count += n;
 	for (size_t want = WEFT__STACK_BATCH - n; want && d->nruns && ncarved < 4;) {
 		struct weft__stack_run *run = &d->runs[d->nruns - 1];
