@@ -25,6 +25,7 @@
 #include "../runtime/tls.h"
 #include "../runtime/wait.h"
 #include "../runtime/worker.h"
+#include "accept.h"
 #include "poller.h"
 #include "ring.h"
 #include "uring_ops.h"
@@ -382,6 +383,7 @@ int weft__fd_close(int fd)
 			n = 0;
 			pthread_mutex_lock(&st->lock);
 		}
+		weft__accept_discard(st);
 		struct unsubmitted u[UNSUBMITTED_MAX];
 		bool more;
 		size_t nu;

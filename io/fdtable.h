@@ -66,8 +66,9 @@ struct weft__fd_state {
 	uint8_t kind;                 /* WEFT__FD_*, found at first use */
 	bool nonblock;                /* O_NONBLOCK was set when its kind was found */
 	bool closing;
-	struct weft__dlist waiters; /* readiness waits (epoll backend) */
-	struct weft__dlist uops;    /* operations in flight on an io_uring */
+	struct weft__dlist waiters;    /* readiness waits (epoll); acceptors (io_uring) */
+	struct weft__dlist uops;       /* operations in flight on an io_uring */
+	struct weft__acceptq *acceptq; /* a listener's multishot accept (accept.h) */
 };
 
 /* The state of fd, created on first use; NULL for a negative or too large

@@ -22,6 +22,7 @@
 
 #include "../runtime/tls.h"
 #include "../runtime/wait.h"
+#include "accept.h"
 #include "fdtable.h"
 #include "uring_ops.h"
 
@@ -52,6 +53,9 @@ int weft_accept(int fd, struct sockaddr *addr, socklen_t *len)
 	WEFT__ON_RING(weft__uring_accept(fd, addr, len));
 	int rc = enter();
 	if (rc)
+		return rc;
+	/* Connections a multishot accept queued for tasks come first. */
+	if ((rc = weft__accept_queued(fd)) != -EAGAIN)
 		return rc;
 	if (is_blocking(fd)) {
 		/* accept4 would block the worker: wait first -- unless fd is no

@@ -137,9 +137,34 @@ struct io_uring_sqe *weft__ring_prep(struct weft__ring *r, struct weft__uop *op,
 	op->seq = r->prep_seq;
 	op->fd = fd;
 	op->cqe_flags = 0;
+	op->on_cqe = NULL;
+	op->on_idle = NULL;
 	atomic_init(&op->count, 1);
 	atomic_init(&op->cancel_asked, false);
 	atomic_init(&op->mb_next, NULL);
+	r->inflight++;
+	return sqe;
+}
+
+struct io_uring_sqe *weft__ring_prep_multishot(struct weft__ring *r, struct weft__uop *op, int fd,
+                                               unsigned (*on_cqe)(struct weft__uop *, int32_t,
+                                                                  uint32_t),
+                                               unsigned (*on_idle)(struct weft__uop *))
+{
+	struct io_uring_sqe *sqe = get_sqe(r);
+	if (!sqe)
+		return NULL;
+	op->waker = (struct weft__waker){0};
+	op->ring = r;
+	op->seq = r->prep_seq;
+	op->fd = fd;
+	op->cqe_flags = 0;
+	op->on_cqe = on_cqe;
+	op->on_idle = on_idle;
+	atomic_init(&op->count, 1);
+	atomic_init(&op->cancel_asked, false);
+	atomic_init(&op->mb_next, NULL);
+	weft__dlist_push_tail(&r->multishots, &op->ring_link);
 	r->inflight++;
 	return sqe;
 }
@@ -150,7 +175,10 @@ void weft__ring_unprep(struct weft__ring *r, struct io_uring_sqe *sqe, struct we
 	io_uring_sqe_set_data64(sqe, UD_IGNORE);
 	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 	r->inflight--;
-	weft__waker_drop(op->waker);
+	if (op->on_cqe)
+		weft__dlist_unlink(&r->multishots, &op->ring_link);
+	else
+		weft__waker_drop(op->waker);
 }
 
 /* Puts a cancel request for op on r's mailbox; the count it adds keeps op
@@ -166,29 +194,37 @@ static void post(struct weft__ring *r, struct weft__uop *op)
 }
 
 /* Owner only. Queued behind op's own SQE if that is still queued, so the
-   kernel sees op first. With the queue full even after a submit (the
-   kernel refusing SQEs for now), the request waits in the mailbox for the
-   next submit instead of being lost. */
+   kernel sees op first. With the queue full, the request waits in the
+   mailbox for the next submit instead of being lost -- it does not submit
+   to make room: the caller may hold an fd state's lock, or be inside the
+   reap, which a multishot op's on_cqe runs in and takes that lock. */
 static void prep_cancel(struct weft__ring *r, struct weft__uop *op)
 {
-	struct io_uring_sqe *sqe = get_sqe(r);
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->uring);
 	if (!sqe) {
 		post(r, op);
 		return;
 	}
+	r->prep_seq++;
 	io_uring_prep_cancel(sqe, op, 0);
 	io_uring_sqe_set_data64(sqe, UD_IGNORE);
 	sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
 }
 
-/* Drops one of op's counts; the last wakes its task. */
+/* Drops one of op's counts; the last wakes its task (or, for a multishot
+   op, says it is idle). */
 static void put_op(struct weft__ring *r, struct weft__uop *op)
 {
 	struct weft__waker w = op->waker;
-	if (atomic_fetch_sub_explicit(&op->count, 1, memory_order_acq_rel) == 1) {
-		r->woken++;
-		weft__waker_wake(w);
+	if (atomic_fetch_sub_explicit(&op->count, 1, memory_order_acq_rel) != 1)
+		return;
+	if (op->on_idle) {
+		weft__dlist_unlink(&r->multishots, &op->ring_link);
+		r->woken += op->on_idle(op);
+		return;
 	}
+	r->woken++;
+	weft__waker_wake(w);
 }
 
 /* Turns the cancel requests other threads posted into ASYNC_CANCELs. */
@@ -221,8 +257,14 @@ static void reap(struct weft__ring *r)
 			continue;
 		}
 		struct weft__uop *op = (struct weft__uop *)(uintptr_t)ud;
-		op->res = cqe->res;
-		op->cqe_flags = cqe->flags;
+		if (op->on_cqe) {
+			r->woken += op->on_cqe(op, cqe->res, cqe->flags);
+			if (cqe->flags & IORING_CQE_F_MORE)
+				continue;
+		} else {
+			op->res = cqe->res;
+			op->cqe_flags = cqe->flags;
+		}
 		r->inflight--;
 		put_op(r, op);
 	}
@@ -302,6 +344,17 @@ void weft__ring_wake(struct weft__ring *r)
 	if (write(r->wakefd, &one, sizeof one) < 0) {
 		/* EAGAIN: the counter is saturated, so a wake is pending anyway */
 	}
+}
+
+void weft__ring_quiesce(struct weft__ring *r)
+{
+	if (!r->active)
+		return;
+	for (struct weft__dlink *l = r->multishots.head; l; l = l->next)
+		weft__ring_cancel(weft__container_of(l, struct weft__uop, ring_link));
+	/* Each cancel ends its op with a final CQE within a few reaps. */
+	for (int i = 0; r->multishots.head && i < 10000; i++)
+		weft__ring_park(r, 1000000);
 }
 
 /* ------------------------------------------------------------ task side */

@@ -59,6 +59,14 @@ struct weft__uop {
 	bool linked;             /* on the fd state's list of ops */
 	struct weft__dlink link; /* in the fd state's list of ops */
 	struct weft__uop *_Atomic mb_next;
+	/* Multishot ops only (weft__ring_prep_multishot), owned by no task:
+	   on_cqe takes each completion (on the owner, inside its reap, so it
+	   must not submit), on_idle runs once the last CQE and every cancel
+	   request are through, after which op may be armed again. Both return
+	   how many tasks they woke (the ring's `woken`). */
+	unsigned (*on_cqe)(struct weft__uop *op, int32_t res, uint32_t flags);
+	unsigned (*on_idle)(struct weft__uop *op);
+	struct weft__dlink ring_link; /* in its ring's multishots */
 };
 
 struct weft__ring {
@@ -73,6 +81,7 @@ struct weft__ring {
 	_Atomic uint64_t submitted_seq; /* of those, handed to the kernel */
 	int wakefd;                     /* eventfd polled in the ring */
 	struct weft__uop *_Atomic mailbox;
+	struct weft__dlist multishots; /* armed multishot ops (owner only) */
 };
 
 #ifdef WEFT_HAVE_URING
@@ -124,6 +133,17 @@ void weft__ring_wake(struct weft__ring *r);
    published (to its fd's list) before the SQE is filled in; the caller
    fills it and sets its user_data to op. NULL if the queue stays full. */
 struct io_uring_sqe *weft__ring_prep(struct weft__ring *r, struct weft__uop *op, int fd);
+
+/* As weft__ring_prep, for a multishot op that no task waits for: its
+   completions go to on_cqe, and on_idle says when it ended. */
+struct io_uring_sqe *weft__ring_prep_multishot(struct weft__ring *r, struct weft__uop *op, int fd,
+                                               unsigned (*on_cqe)(struct weft__uop *, int32_t,
+                                                                  uint32_t),
+                                               unsigned (*on_idle)(struct weft__uop *));
+
+/* Before the owner thread ends: cancels the ring's multishot ops and reaps
+   until each is idle, so none outlives the ring. Owner only. */
+void weft__ring_quiesce(struct weft__ring *r);
 
 /* Gives back a reserved SQE (it becomes a silent no-op) and op's waker. */
 void weft__ring_unprep(struct weft__ring *r, struct io_uring_sqe *sqe, struct weft__uop *op);
@@ -181,6 +201,10 @@ static inline void weft__ring_wake(struct weft__ring *r)
 static inline void weft__ring_cancel(struct weft__uop *op)
 {
 	(void)op;
+}
+static inline void weft__ring_quiesce(struct weft__ring *r)
+{
+	(void)r;
 }
 #endif
 

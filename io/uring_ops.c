@@ -95,26 +95,6 @@ static int wait_ready(int fd, uint32_t events)
 	return rc < 0 ? rc : 0;
 }
 
-int weft__uring_accept(int fd, struct sockaddr *addr, socklen_t *len)
-{
-	ENTER();
-	for (;;) {
-		struct weft__uop op;
-		int err;
-		struct io_uring_sqe *sqe = begin(&op, fd, &err);
-		if (!sqe)
-			return err;
-		io_uring_prep_accept(sqe, fd, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		int c = finish(sqe, &op);
-		if (c == -EINTR || c == -ECONNABORTED)
-			continue;
-		if (c != -EAGAIN)
-			return c;
-		if ((err = wait_ready(fd, POLLIN)) < 0)
-			return err;
-	}
-}
-
 int weft__uring_connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
 	ENTER();

@@ -26,6 +26,7 @@
 
 int weft__uring_poll_fd(int fd, uint32_t events);
 int weft__uring_wait_fd(int fd, short events);
+/* accept.c: through the listener's multishot accept */
 int weft__uring_accept(int fd, struct sockaddr *addr, socklen_t *len);
 int weft__uring_connect(int fd, const struct sockaddr *addr, socklen_t len);
 ssize_t weft__uring_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr,

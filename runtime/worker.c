@@ -550,6 +550,7 @@ void *weft__worker_main(void *arg)
 	atomic_fetch_add_explicit(&th->rt->io_ready, 1, memory_order_release);
 	weft__futex_wake(&th->rt->io_ready, INT_MAX);
 	run_loop(th);
+	weft__ring_quiesce(&th->ring); /* no multishot op outlives its ring */
 	weft__overflow_thread_fini(th->altstack);
 	th->altstack = NULL;
 	tls->thread = NULL;
