@@ -355,6 +355,14 @@ void weft__ring_quiesce(struct weft__ring *r)
 	/* Each cancel ends its op with a final CQE within a few reaps. */
 	for (int i = 0; r->multishots.head && i < 10000; i++)
 		weft__ring_park(r, 1000000);
+	/* Should the kernel not have answered in 10 s, the ring's exit ends
+	   the ops all the same: their owners must not wait for it. */
+	while (r->multishots.head) {
+		struct weft__uop *op =
+		        weft__container_of(r->multishots.head, struct weft__uop, ring_link);
+		weft__dlist_unlink(&r->multishots, &op->ring_link);
+		op->on_idle(op);
+	}
 }
 
 /* ------------------------------------------------------------ task side */
