@@ -106,8 +106,6 @@ int example_parse_args(struct example_server *s, int argc, char **argv)
 int example_serve(struct example_server *s)
 {
 	server_name = s->name;
-	if (getenv("XSPIN"))
-		s->cfg.spin_us = (unsigned)strtoul(getenv("XSPIN"), NULL, 10);
 	void *rc = NULL;
 	int r = weft_run(accept_loop, s, &s->cfg, &rc);
 	if (r < 0) {
