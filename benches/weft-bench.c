@@ -325,6 +325,52 @@ static void ping_pong(unsigned w, struct out *o)
 	weft_runtime_free(c.rt);
 }
 
+/* mutex: `tasks` tasks each lock / increment / unlock one weft_mutex
+   `locks` times (the peers' workload: tokio::sync::Mutex, Go's
+   sync.Mutex). */
+static weft_mutex g_mutex;
+static uint64_t g_counter;
+static long g_locks;
+
+static void *mx_task(void *arg)
+{
+	struct ctx *c = arg;
+	for (long i = 0; i < g_locks; i++) {
+		if (weft_mutex_lock(&g_mutex) != 0)
+			die("mutex lock failed");
+		g_counter++;
+		weft_mutex_unlock(&g_mutex);
+	}
+	if (atomic_fetch_sub_explicit(&c->rem, 1, memory_order_relaxed) == 1)
+		event_set(&c->done);
+	return NULL;
+}
+
+static void mx_iter(void *arg)
+{
+	struct ctx *c = arg;
+	g_counter = 0;
+	atomic_store(&c->rem, c->n);
+	for (long i = 0; i < c->n; i++)
+		weft_detach(weft_spawn_on(c->rt, mx_task, c));
+	event_wait(&c->done);
+	if (g_counter != (uint64_t)(c->n * g_locks))
+		die("mutex: lost increments");
+}
+
+static void mutex(unsigned w, struct out *o)
+{
+	struct ctx c = {.rt = new_runtime(w), .n = opt("tasks", 8)};
+	g_locks = opt("locks", 100000);
+	weft_mutex_init(&g_mutex);
+	out_begin(o, "mutex", w);
+	out_num(o, "tasks", c.n);
+	out_num(o, "locks", g_locks);
+	timing(o, opt("iters", 5), c.n * g_locks, mx_iter, &c);
+	weft_mutex_destroy(&g_mutex);
+	weft_runtime_free(c.rt);
+}
+
 /* yield_many: tasks x yields, spawned from outside. */
 static long g_yields;
 
@@ -757,6 +803,7 @@ static const struct workload workloads[] = {
         {"spawn_many_remote_idle", sm_remote_idle},
         {"spawn_many_remote_busy", sm_remote_busy},
         {"ping_pong", ping_pong},
+        {"mutex", mutex},
         {"yield_many", yield_many},
         {"chained_spawn", chained_spawn},
         {"spawn_blocking", spawn_blocking},

@@ -6,10 +6,93 @@
 #define WEFT_SYNC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The wait queue inside the types below: an implementation detail (its
+   fields are not part of the API), in the header so that the types are
+   complete and may live in a struct, a static or on a task's stack. */
+struct weft_waitq_ {
+	unsigned lock;
+	void *head, *tail;
+};
+
+/*
+ * The mutex: parks tasks, not threads; one atomic operation each to lock
+ * and unlock when uncontended. Under contention it is unfair in the bounded
+ * way of Go's sync.Mutex: a running task may take a lock that was just
+ * released ahead of the parked waiters (which keeps the lock moving, where
+ * a strict hand-off would put a park and a wake between every two owners),
+ * the waiters queue FIFO, and once the first of them has waited more than
+ * WEFT_MUTEX_HANDOFF_NS, unlock hands the lock straight to it, so no waiter
+ * starves.
+ *
+ * weft_mutex_lock is a wait (cancellation, deadlines: weft.h); a cancelled
+ * or timed-out lock leaves the mutex as it was and the next waiter
+ * un-starved; once the lock was handed over it returns 0. From a plain
+ * thread it blocks the thread. Unlocking a mutex the caller does not hold,
+ * or destroying one that is locked or waited on, is undefined.
+ */
+#define WEFT_MUTEX_HANDOFF_NS 1000000ull
+typedef struct weft_mutex {
+	unsigned state;
+	struct weft_waitq_ q;
+} weft_mutex;
+
+#define WEFT_MUTEX_INIT                                                                            \
+	{                                                                                          \
+		0,                                                                                 \
+		{                                                                                  \
+			0, 0, 0                                                                    \
+		}                                                                                  \
+	}
+
+void weft_mutex_init(weft_mutex *m);
+int weft_mutex_lock(weft_mutex *m);    /* 0, -ECANCELED, -ETIMEDOUT, -EINVAL */
+int weft_mutex_trylock(weft_mutex *m); /* 0, -EBUSY, -EINVAL */
+void weft_mutex_unlock(weft_mutex *m);
+void weft_mutex_destroy(weft_mutex *m);
+
+/*
+ * Notify (Tokio's Notify): weft_notify_wait parks until a notification.
+ * weft_notify_one wakes the longest waiter, or, with nobody waiting, stores
+ * one permit (at most one) that the next wait takes at once: a notify_one
+ * just before the wait is not lost. weft_notify_all wakes every current
+ * waiter and stores nothing. A cancelled or timed-out wait consumes no
+ * notification; one that was notified returns 0.
+ */
+typedef struct weft_notify {
+	unsigned permit;
+	uint64_t seq; /* waiters queued so far */
+	struct weft_waitq_ q;
+} weft_notify;
+
+void weft_notify_init(weft_notify *n);
+int weft_notify_wait(weft_notify *n); /* 0, -ECANCELED, -ETIMEDOUT, -EINVAL */
+void weft_notify_one(weft_notify *n);
+void weft_notify_all(weft_notify *n);
+void weft_notify_destroy(weft_notify *n);
+
+/*
+ * The counting semaphore: acquire(n) takes n permits at once, waiting FIFO
+ * -- a large request at the head holds back smaller ones behind it, so it
+ * is not starved -- and try_acquire fails (-EAGAIN) while anyone waits.
+ * A cancelled or timed-out acquire takes nothing; once granted it returns
+ * 0. n must be at least 1 (-EINVAL).
+ */
+typedef struct weft_sem {
+	uint64_t permits;
+	struct weft_waitq_ q;
+} weft_sem;
+
+int weft_sem_init(weft_sem *s, uint64_t permits);  /* 0, -EINVAL for NULL */
+int weft_sem_acquire(weft_sem *s, uint64_t n);     /* 0, -ECANCELED, -ETIMEDOUT, -EINVAL */
+int weft_sem_try_acquire(weft_sem *s, uint64_t n); /* 0, -EAGAIN, -EINVAL */
+void weft_sem_release(weft_sem *s, uint64_t n);
+void weft_sem_destroy(weft_sem *s);
 
 /*
  * The oneshot: one value of elem_size bytes, one sender, one receiver.

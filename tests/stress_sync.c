@@ -1,0 +1,187 @@
+/*
+ * The sync primitives under load on two workers and from plain threads:
+ * a mutex-protected counter with expiring deadline scopes and cancelled
+ * lockers (the count equals the successful locks, the mutex ends unlocked),
+ * a semaphore whose permits are taken n at a time under expiring scopes
+ * (every permit comes back: the full count can be taken at the end, and
+ * never more are out than exist), and notify ping-pong between tasks and
+ * threads, where a lost wake-up hangs (the alarm fails the test). A plain
+ * main() program (it runs under TSan too).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <weft.h>
+
+#include "tests/common.h"
+
+static _Atomic long failures;
+
+static void fail(const char *what, long v)
+{
+	if (atomic_fetch_add(&failures, 1) < 5)
+		fprintf(stderr, "stress_sync: %s (%ld)\n", what, v);
+}
+
+static uint64_t next(uint64_t *r)
+{
+	*r ^= *r << 13, *r ^= *r >> 7, *r ^= *r << 17;
+	return *r;
+}
+
+/* ------------------------------------------------------------------ mutex */
+
+static weft_mutex mtx = WEFT_MUTEX_INIT;
+static uint64_t counter;
+static _Atomic long locked_ok;
+static long per_locker;
+
+static void *locker(void *arg)
+{
+	uint64_t r = (uintptr_t)arg * 2654435761u + 1;
+	for (long i = 0; i < per_locker; i++) {
+		weft_deadline d;
+		weft_deadline_push(&d, next(&r) % 2);
+		int rc = weft_mutex_lock(&mtx);
+		weft_deadline_pop(&d);
+		if (rc == -ECANCELED)
+			return NULL;
+		if (rc == -ETIMEDOUT)
+			continue;
+		if (rc) {
+			fail("lock", rc);
+			return NULL;
+		}
+		counter++;
+		if (next(&r) % 16 == 0)
+			weft_yield(); /* parked while holding it */
+		weft_mutex_unlock(&mtx);
+		atomic_fetch_add(&locked_ok, 1);
+	}
+	return NULL;
+}
+
+/* -------------------------------------------------------------- semaphore */
+
+#define PERMITS 5
+static weft_sem sem;
+static _Atomic long out_now;
+
+static void *permit_user(void *arg)
+{
+	uint64_t r = (uintptr_t)arg * 40503u + 7;
+	for (long i = 0; i < per_locker; i++) {
+		uint64_t n = 1 + next(&r) % 3;
+		weft_deadline d;
+		weft_deadline_push(&d, next(&r) % 2);
+		int rc = weft_sem_acquire(&sem, n);
+		weft_deadline_pop(&d);
+		if (rc == -ETIMEDOUT)
+			continue;
+		if (rc) {
+			fail("acquire", rc);
+			return NULL;
+		}
+		if (atomic_fetch_add(&out_now, (long)n) + (long)n > PERMITS)
+			fail("more permits out than exist", atomic_load(&out_now));
+		if (next(&r) % 4 == 0)
+			weft_yield();
+		atomic_fetch_sub(&out_now, (long)n);
+		weft_sem_release(&sem, n);
+	}
+	return NULL;
+}
+
+/* ----------------------------------------------------------------- notify */
+
+struct pp {
+	weft_notify a, b;
+	long rounds;
+};
+
+static void *ping(void *arg)
+{
+	struct pp *p = arg;
+	for (long i = 0; i < p->rounds; i++) {
+		weft_notify_one(&p->b);
+		if (weft_notify_wait(&p->a) != 0)
+			fail("ping wait", i);
+	}
+	return NULL;
+}
+
+static void *pong(void *arg)
+{
+	struct pp *p = arg;
+	for (long i = 0; i < p->rounds; i++) {
+		if (weft_notify_wait(&p->b) != 0)
+			fail("pong wait", i);
+		weft_notify_one(&p->a);
+	}
+	return NULL;
+}
+
+int main(void)
+{
+	alarm(240);
+	weft_runtime *rt = test_runtime(2);
+	per_locker = test_scale(20000);
+
+	weft_task *t[12];
+	for (int i = 0; i < 12; i++)
+		t[i] = weft_spawn_on(rt, locker, (void *)(intptr_t)(i + 1));
+	pthread_t th[2];
+	for (int i = 0; i < 2; i++)
+		pthread_create(&th[i], NULL, locker, (void *)(intptr_t)(100 + i));
+	for (int i = 0; i < 12; i += 4)
+		weft_cancel(t[i]);
+	for (int i = 0; i < 12; i++)
+		weft_join(t[i], NULL);
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	if (counter != (uint64_t)atomic_load(&locked_ok))
+		fail("counter differs from the successful locks", (long)counter);
+	if (weft_mutex_trylock(&mtx) != 0)
+		fail("the mutex was left locked", 0);
+	else
+		weft_mutex_unlock(&mtx);
+
+	weft_sem_init(&sem, PERMITS);
+	for (int i = 0; i < 12; i++)
+		t[i] = weft_spawn_on(rt, permit_user, (void *)(intptr_t)(i + 1));
+	for (int i = 0; i < 2; i++)
+		pthread_create(&th[i], NULL, permit_user, (void *)(intptr_t)(100 + i));
+	for (int i = 0; i < 12; i++)
+		weft_join(t[i], NULL);
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	if (weft_sem_try_acquire(&sem, PERMITS) != 0)
+		fail("permits were lost", 0);
+
+	struct pp p = {.rounds = test_scale(20000)};
+	weft_notify_init(&p.a);
+	weft_notify_init(&p.b);
+	weft_task *a = weft_spawn_on(rt, ping, &p);
+	weft_task *b = weft_spawn_on(rt, pong, &p);
+	weft_join(a, NULL);
+	weft_join(b, NULL);
+	/* Again with a plain thread on one side. */
+	pthread_t pt;
+	pthread_create(&pt, NULL, ping, &p);
+	b = weft_spawn_on(rt, pong, &p);
+	pthread_join(pt, NULL);
+	weft_join(b, NULL);
+
+	weft_runtime_free(rt);
+	long f = atomic_load(&failures);
+	if (f) {
+		fprintf(stderr, "stress_sync: %ld failures\n", f);
+		return 1;
+	}
+	printf("stress_sync: %ld locks, semaphore and notify ping-pong consistent\n",
+	       atomic_load(&locked_ok));
+	return 0;
+}
