@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -95,6 +96,43 @@ static void *permit_user(void *arg)
 	return NULL;
 }
 
+/* ----------------------------------------------------------------- rwlock */
+
+static weft_rwlock rwl;
+static uint64_t shared_value;
+static _Atomic long reads_ok, writes_ok;
+
+static void *rw_user(void *arg)
+{
+	uint64_t r = (uintptr_t)arg * 69069u + 3;
+	for (long i = 0; i < per_locker / 4; i++) {
+		bool write = next(&r) % 4 == 0;
+		weft_deadline d;
+		weft_deadline_push(&d, next(&r) % 2);
+		int rc = write ? weft_rwlock_wrlock(&rwl) : weft_rwlock_rdlock(&rwl);
+		weft_deadline_pop(&d);
+		if (rc == -ETIMEDOUT)
+			continue;
+		if (rc) {
+			fail("rwlock", rc);
+			return NULL;
+		}
+		uint64_t v = shared_value;
+		if (next(&r) % 8 == 0)
+			weft_yield();
+		if (write) {
+			shared_value = v + 1;
+			atomic_fetch_add(&writes_ok, 1);
+		} else {
+			if (shared_value != v)
+				fail("a writer ran beside a reader", (long)v);
+			atomic_fetch_add(&reads_ok, 1);
+		}
+		weft_rwlock_unlock(&rwl);
+	}
+	return NULL;
+}
+
 /* ----------------------------------------------------------------- notify */
 
 struct pp {
@@ -160,6 +198,22 @@ int main(void)
 		pthread_join(th[i], NULL);
 	if (weft_sem_try_acquire(&sem, PERMITS) != 0)
 		fail("permits were lost", 0);
+
+	weft_rwlock_init(&rwl);
+	for (int i = 0; i < 12; i++)
+		t[i] = weft_spawn_on(rt, rw_user, (void *)(intptr_t)(i + 1));
+	for (int i = 0; i < 2; i++)
+		pthread_create(&th[i], NULL, rw_user, (void *)(intptr_t)(100 + i));
+	for (int i = 0; i < 12; i++)
+		weft_join(t[i], NULL);
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	if (shared_value != (uint64_t)atomic_load(&writes_ok))
+		fail("writes lost", (long)shared_value);
+	if (weft_rwlock_trywrlock(&rwl) != 0)
+		fail("the rwlock was left held", 0);
+	else
+		weft_rwlock_unlock(&rwl);
 
 	struct pp p = {.rounds = test_scale(20000)};
 	weft_notify_init(&p.a);

@@ -433,3 +433,87 @@ Test(sync, sem_grants_in_queue_order_and_a_cancelled_head_lets_the_next_through)
 	weft_runtime_free(rt);
 	assert_no_leaks();
 }
+
+/* ----------------------------------------------------------------- rwlock */
+
+struct rw {
+	weft_rwlock *l;
+	bool write;
+	int rc;
+	_Atomic int waiting, done;
+};
+
+static void *rw_task(void *arg)
+{
+	struct rw *r = arg;
+	atomic_store(&r->waiting, 1);
+	r->rc = r->write ? weft_rwlock_wrlock(r->l) : weft_rwlock_rdlock(r->l);
+	atomic_store(&r->done, 1);
+	return NULL; /* keeps it: the test unlocks on its behalf */
+}
+
+Test(sync, rwlock_shares_readers_and_excludes_writers)
+{
+	weft_rwlock l;
+	weft_rwlock_init(&l);
+	cr_assert_eq(weft_rwlock_rdlock(&l), 0);
+	cr_assert_eq(weft_rwlock_tryrdlock(&l), 0);
+	cr_assert_eq(weft_rwlock_trywrlock(&l), -EBUSY);
+	weft_rwlock_unlock(&l);
+	weft_rwlock_unlock(&l);
+	cr_assert_eq(weft_rwlock_trywrlock(&l), 0);
+	cr_assert_eq(weft_rwlock_tryrdlock(&l), -EBUSY);
+	cr_assert_eq(weft_rwlock_trywrlock(&l), -EBUSY);
+	weft_rwlock_unlock(&l);
+	cr_assert_eq(weft_rwlock_rdlock(NULL), -EINVAL);
+	cr_assert_eq(weft_rwlock_trywrlock(NULL), -EINVAL);
+	weft_rwlock_destroy(&l);
+}
+
+Test(sync, a_waiting_writer_holds_back_new_readers_and_its_cancellation_lets_them_in)
+{
+	weft_runtime *rt = test_runtime(2);
+	weft_rwlock l;
+	weft_rwlock_init(&l);
+	cr_assert_eq(weft_rwlock_rdlock(&l), 0); /* reader 1: this thread */
+	struct rw w = {.l = &l, .write = true, .rc = 1}, r2 = {.l = &l, .rc = 1};
+	weft_task *tw = weft_spawn_on(rt, rw_task, &w);
+	wait_flag_thread(&w.waiting);
+	test_sleep_ms(20);
+	cr_assert_eq(weft_rwlock_tryrdlock(&l), -EBUSY, "a reader overtook the waiting writer");
+	weft_task *tr = weft_spawn_on(rt, rw_task, &r2);
+	wait_flag_thread(&r2.waiting);
+	test_sleep_ms(20);
+	cr_assert_not(atomic_load(&r2.done), "a reader overtook the waiting writer");
+	weft_rwlock_unlock(&l); /* reader 1 leaves: the writer, then reader 2 */
+	cr_assert_eq(weft_join(tw, NULL), 0);
+	cr_assert_eq(w.rc, 0);
+	test_sleep_ms(20);
+	cr_assert_not(atomic_load(&r2.done), "a reader got in beside the writer");
+	weft_rwlock_unlock(&l); /* the writer's */
+	cr_assert_eq(weft_join(tr, NULL), 0);
+	cr_assert_eq(r2.rc, 0);
+	weft_rwlock_unlock(&l); /* reader 2's */
+
+	/* A cancelled writer at the head lets the readers behind it in. */
+	cr_assert_eq(weft_rwlock_rdlock(&l), 0);
+	w = (struct rw){.l = &l, .write = true, .rc = 1};
+	r2 = (struct rw){.l = &l, .rc = 1};
+	tw = weft_spawn_on(rt, rw_task, &w);
+	wait_flag_thread(&w.waiting);
+	test_sleep_ms(20);
+	tr = weft_spawn_on(rt, rw_task, &r2);
+	wait_flag_thread(&r2.waiting);
+	test_sleep_ms(20);
+	weft_cancel(tw);
+	cr_assert_eq(weft_join(tw, NULL), WEFT_CANCELED);
+	cr_assert_eq(w.rc, -ECANCELED);
+	cr_assert_eq(weft_join(tr, NULL), 0);
+	cr_assert_eq(r2.rc, 0);
+	weft_rwlock_unlock(&l);
+	weft_rwlock_unlock(&l);
+	cr_assert_eq(weft_rwlock_trywrlock(&l), 0, "left held");
+	weft_rwlock_unlock(&l);
+	weft_runtime_free(rt);
+	assert_no_leaks();
+}

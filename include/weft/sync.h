@@ -95,6 +95,29 @@ void weft_sem_release(weft_sem *s, uint64_t n);
 void weft_sem_destroy(weft_sem *s);
 
 /*
+ * The reader-writer lock: any number of readers or one writer. Waiters are
+ * served in arrival order: a reader arriving while a writer waits queues
+ * behind it, so writers do not starve, and the readers queued together
+ * behind a writer are let in together when it unlocks. try_ variants fail
+ * with -EBUSY where the waits would queue. Waits follow weft_mutex_lock's
+ * rules (a cancelled or timed-out one takes nothing and strands nobody).
+ * weft_rwlock_unlock releases whichever kind the caller holds.
+ */
+typedef struct weft_rwlock {
+	uint64_t readers; /* holding it */
+	unsigned writer;  /* held by a writer */
+	struct weft_waitq_ q;
+} weft_rwlock;
+
+void weft_rwlock_init(weft_rwlock *l);
+int weft_rwlock_rdlock(weft_rwlock *l); /* 0, -ECANCELED, -ETIMEDOUT, -EINVAL */
+int weft_rwlock_wrlock(weft_rwlock *l);
+int weft_rwlock_tryrdlock(weft_rwlock *l); /* 0, -EBUSY, -EINVAL */
+int weft_rwlock_trywrlock(weft_rwlock *l);
+void weft_rwlock_unlock(weft_rwlock *l);
+void weft_rwlock_destroy(weft_rwlock *l);
+
+/*
  * The oneshot: one value of elem_size bytes, one sender, one receiver.
  *
  * Each side leaves exactly once; the memory is freed when both have left.
