@@ -371,6 +371,78 @@ static void mutex(unsigned w, struct out *o)
 	weft_runtime_free(c.rt);
 }
 
+/* mpsc_1p1c / mpsc_4p1c: producers send `msgs` in all through one bounded
+   channel (capacity `cap`) to one consumer; the last producer to finish
+   closes it, as dropping the last tokio Sender does. */
+struct mpsc {
+	struct ctx c;
+	weft_chan *ch;
+	long per, producers;
+	_Atomic long producing;
+	long got;
+};
+
+static void *mpsc_producer(void *arg)
+{
+	struct mpsc *m = arg;
+	for (long i = 0; i < m->per; i++)
+		if (weft_chan_send(m->ch, &i) != 0)
+			die("mpsc send failed");
+	if (atomic_fetch_sub_explicit(&m->producing, 1, memory_order_acq_rel) == 1)
+		weft_chan_close(m->ch);
+	return NULL;
+}
+
+static void *mpsc_consumer(void *arg)
+{
+	struct mpsc *m = arg;
+	long v;
+	m->got = 0;
+	while (weft_chan_recv(m->ch, &v) == 0)
+		m->got++;
+	event_set(&m->c.done);
+	return NULL;
+}
+
+static void mpsc_iter(void *arg)
+{
+	struct mpsc *m = arg;
+	m->ch = weft_chan_new((size_t)opt("cap", 1024), sizeof(long));
+	if (!m->ch)
+		die("mpsc: no channel");
+	atomic_store(&m->producing, m->producers);
+	for (long i = 0; i < m->producers; i++)
+		weft_detach(weft_spawn_on(m->c.rt, mpsc_producer, m));
+	weft_detach(weft_spawn_on(m->c.rt, mpsc_consumer, m));
+	event_wait(&m->c.done);
+	if (m->got != m->per * m->producers)
+		die("mpsc: messages lost");
+	weft_chan_free(m->ch);
+}
+
+static void mpsc(const char *name, long producers, unsigned w, struct out *o)
+{
+	struct mpsc m = {.c = {.rt = new_runtime(w)}, .producers = opt("producers", producers)};
+	long msgs = opt("msgs", 1000000);
+	m.per = msgs / m.producers;
+	out_begin(o, name, w);
+	out_num(o, "producers", m.producers);
+	out_num(o, "msgs", m.per * m.producers);
+	out_num(o, "cap", opt("cap", 1024));
+	timing(o, opt("iters", 5), m.per * m.producers, mpsc_iter, &m);
+	weft_runtime_free(m.c.rt);
+}
+
+static void mpsc_1p1c(unsigned w, struct out *o)
+{
+	mpsc("mpsc_1p1c", 1, w, o);
+}
+
+static void mpsc_4p1c(unsigned w, struct out *o)
+{
+	mpsc("mpsc_4p1c", 4, w, o);
+}
+
 /* yield_many: tasks x yields, spawned from outside. */
 static long g_yields;
 
@@ -804,6 +876,8 @@ static const struct workload workloads[] = {
         {"spawn_many_remote_busy", sm_remote_busy},
         {"ping_pong", ping_pong},
         {"mutex", mutex},
+        {"mpsc_1p1c", mpsc_1p1c},
+        {"mpsc_4p1c", mpsc_4p1c},
         {"yield_many", yield_many},
         {"chained_spawn", chained_spawn},
         {"spawn_blocking", spawn_blocking},

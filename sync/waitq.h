@@ -37,6 +37,7 @@ struct weft__waiter {
 	_Atomic uint32_t word;  /* a plain thread's futex word */
 	_Atomic uint32_t state; /* WEFT__W_* */
 	uint64_t n;             /* what it asks for (permits; reader or writer) */
+	void *data; /* a channel waiter's element */
 	uint64_t since_ns;      /* when it first queued (the mutex's fairness bound) */
 };
 
@@ -137,9 +138,20 @@ static inline void weft__wq_enqueue(struct weft_waitq_ *q, struct weft__waiter *
    times out (returns the negative errno with w dequeued by itself, lock not
    held) -- unless it was dequeued meanwhile, in which case its state
    stands. */
+static inline int weft__wq_wait_in(struct weft_waitq_ *lk, struct weft_waitq_ *q,
+                                   struct weft__waiter *w);
+
 static inline int weft__wq_wait(struct weft_waitq_ *q, struct weft__waiter *w)
 {
-	weft__wq_unlock(q);
+	return weft__wq_wait_in(q, q, w);
+}
+
+/* The same for a waiter on list q guarded by another queue's lock lk (a
+   channel keeps its senders and receivers under one lock). */
+static inline int weft__wq_wait_in(struct weft_waitq_ *lk, struct weft_waitq_ *q,
+                                   struct weft__waiter *w)
+{
+	weft__wq_unlock(lk);
 	uint32_t s;
 	for (;;) {
 		weft__block(&w->word);
@@ -149,15 +161,15 @@ static inline int weft__wq_wait(struct weft_waitq_ *q, struct weft__waiter *w)
 		int rc = weft__wait_check();
 		if (!rc)
 			continue; /* an early return from the park */
-		weft__wq_lock(q);
+		weft__wq_lock(lk);
 		s = atomic_load_explicit(&w->state, memory_order_acquire);
 		if (s == WEFT__W_QUEUED) {
 			weft__wq_remove(q, w);
-			weft__wq_unlock(q);
+			weft__wq_unlock(lk);
 			weft__waker_drop(w->waker);
 			return rc;
 		}
-		weft__wq_unlock(q);
+		weft__wq_unlock(lk);
 		break; /* dequeued while we looked: that stands */
 	}
 	/* A thread's word is on this stack: wait until its waker is done. */

@@ -133,6 +133,47 @@ static void *rw_user(void *arg)
 	return NULL;
 }
 
+/* ---------------------------------------------------------------- channel */
+
+static weft_chan *chan;
+static _Atomic long sent_sum, recv_sum, producers_left;
+
+static void *chan_producer(void *arg)
+{
+	uint64_t r = (uintptr_t)arg * 2246822519u + 11;
+	for (long i = 1; i <= per_locker / 2; i++) {
+		weft_deadline d;
+		weft_deadline_push(&d, next(&r) % 2);
+		int rc = weft_chan_send(chan, &i);
+		weft_deadline_pop(&d);
+		if (rc == 0)
+			atomic_fetch_add(&sent_sum, i);
+		else if (rc != -ETIMEDOUT)
+			fail("chan send", rc);
+	}
+	if (atomic_fetch_sub(&producers_left, 1) == 1)
+		weft_chan_close(chan);
+	return NULL;
+}
+
+static void *chan_consumer(void *arg)
+{
+	uint64_t r = (uintptr_t)arg * 3266489917u + 5;
+	for (;;) {
+		long v;
+		weft_deadline d;
+		weft_deadline_push(&d, next(&r) % 2);
+		int rc = weft_chan_recv(chan, &v);
+		weft_deadline_pop(&d);
+		if (rc == -EPIPE)
+			return NULL;
+		if (rc == 0)
+			atomic_fetch_add(&recv_sum, v);
+		else if (rc != -ETIMEDOUT)
+			fail("chan recv", rc);
+	}
+}
+
 /* ----------------------------------------------------------------- notify */
 
 struct pp {
@@ -214,6 +255,22 @@ int main(void)
 		fail("the rwlock was left held", 0);
 	else
 		weft_rwlock_unlock(&rwl);
+
+	chan = weft_chan_new(4, sizeof(long));
+	atomic_store(&producers_left, 4);
+	for (int i = 0; i < 3; i++)
+		t[i] = weft_spawn_on(rt, chan_producer, (void *)(intptr_t)(i + 1));
+	t[3] = weft_spawn_on(rt, chan_consumer, (void *)(intptr_t)4);
+	t[4] = weft_spawn_on(rt, chan_consumer, (void *)(intptr_t)5);
+	pthread_create(&th[0], NULL, chan_producer, (void *)(intptr_t)6);
+	pthread_create(&th[1], NULL, chan_consumer, (void *)(intptr_t)7);
+	for (int i = 0; i < 5; i++)
+		weft_join(t[i], NULL);
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	if (atomic_load(&sent_sum) != atomic_load(&recv_sum))
+		fail("channel sums differ", atomic_load(&sent_sum) - atomic_load(&recv_sum));
+	weft_chan_free(chan);
 
 	struct pp p = {.rounds = test_scale(20000)};
 	weft_notify_init(&p.a);

@@ -118,6 +118,31 @@ void weft_rwlock_unlock(weft_rwlock *l);
 void weft_rwlock_destroy(weft_rwlock *l);
 
 /*
+ * Channels: MPMC queues of fixed-size elements copied by value. Bounded
+ * (capacity >= 1: send waits while it is full) or unbounded (capacity 0:
+ * send never waits; -ENOMEM if the buffer cannot grow). A receiver waiting
+ * when a message is sent gets it copied straight into its buffer; senders
+ * and receivers each wait in FIFO order.
+ *
+ * Close wakes everyone: from then on send returns -EPIPE (a sender still
+ * waiting has sent nothing), and recv returns what is left, then -EPIPE.
+ * A cancelled or timed-out send has sent nothing; a cancelled or timed-out
+ * recv has consumed nothing; once either took effect it returns 0. Plain
+ * threads may send and receive too (they block). weft_chan_free with tasks
+ * or threads still using the channel is undefined.
+ */
+typedef struct weft_chan weft_chan;
+
+weft_chan *weft_chan_new(size_t capacity, size_t elem_size); /* NULL: elem_size 0, or no memory */
+int weft_chan_send(weft_chan *c,
+                   const void *elem); /* 0, -EPIPE, -ECANCELED, -ETIMEDOUT, -ENOMEM, -EINVAL */
+int weft_chan_recv(weft_chan *c, void *elem);           /* 0, -EPIPE (closed and drained), ... */
+int weft_chan_try_send(weft_chan *c, const void *elem); /* 0, -EAGAIN (full), -EPIPE, ... */
+int weft_chan_try_recv(weft_chan *c, void *elem);       /* 0, -EAGAIN (empty), -EPIPE */
+void weft_chan_close(weft_chan *c);
+void weft_chan_free(weft_chan *c);
+
+/*
  * The oneshot: one value of elem_size bytes, one sender, one receiver.
  *
  * Each side leaves exactly once; the memory is freed when both have left.
