@@ -33,7 +33,8 @@
 
 #define LOCKED 1u
 #define WAITERS 2u
-#define SPINS 64
+#define SPIN_ROUNDS 8
+#define SPIN_PAUSES 30
 
 void weft_mutex_init(weft_mutex *m)
 {
@@ -111,10 +112,13 @@ static void leave(weft_mutex *m)
 
 static int lock_slow(weft_mutex *m)
 {
-	for (int i = 0; i < SPINS; i++) {
+	/* Looking at the word less often than every pause leaves its line
+	   with the owner, whose unlock and next lock then hit its cache. */
+	for (int i = 0; i < SPIN_ROUNDS; i++) {
+		for (int p = 0; p < SPIN_PAUSES; p++)
+			weft__cpu_relax();
 		if (try_take(m))
 			return 0;
-		weft__cpu_relax();
 	}
 	struct weft__waiter w;
 	w.since_ns = 0;
