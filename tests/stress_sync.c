@@ -174,6 +174,45 @@ static void *chan_consumer(void *arg)
 	}
 }
 
+/* ------------------------------------------------------------------ group */
+
+static void *child_value(void *arg)
+{
+	if ((uintptr_t)arg % 3 == 0)
+		weft_yield();
+	return arg;
+}
+
+static void *group_rounds(void *arg)
+{
+	weft_runtime *rt = arg;
+	for (long round = 0; round < test_scale(200); round++) {
+		weft_group g;
+		weft_group_init(&g, rt);
+		long want = 0, got = 0, joined = 0;
+		for (long i = 1; i <= 50; i++) {
+			if (weft_group_spawn(&g, child_value, (void *)(intptr_t)i) == 0)
+				want += i;
+		}
+		if (round % 2)
+			weft_group_cancel_all(&g);
+		void *r;
+		int st;
+		while ((st = weft_group_join_next(&g, &r)) != -ECHILD) {
+			if (st != 0 && st != WEFT_CANCELED) {
+				fail("group join_next", st);
+				break;
+			}
+			got += (long)(intptr_t)r;
+			joined++;
+		}
+		if (got != want || joined != 50)
+			fail("group lost a child", joined);
+		weft_group_destroy(&g);
+	}
+	return NULL;
+}
+
 /* ----------------------------------------------------------------- notify */
 
 struct pp {
@@ -271,6 +310,10 @@ int main(void)
 	if (atomic_load(&sent_sum) != atomic_load(&recv_sum))
 		fail("channel sums differ", atomic_load(&sent_sum) - atomic_load(&recv_sum));
 	weft_chan_free(chan);
+
+	weft_task *gt = weft_spawn_on(rt, group_rounds, rt);
+	group_rounds(rt); /* from this plain thread meanwhile */
+	weft_join(gt, NULL);
 
 	struct pp p = {.rounds = test_scale(20000)};
 	weft_notify_init(&p.a);

@@ -517,3 +517,141 @@ Test(sync, a_waiting_writer_holds_back_new_readers_and_its_cancellation_lets_the
 	weft_runtime_free(rt);
 	assert_no_leaks();
 }
+
+/* ------------------------------------------------------------------ group */
+
+static void *return_arg(void *arg)
+{
+	return arg;
+}
+
+struct sleeper {
+	long ms;
+	_Atomic int *finished;
+	int rc;
+};
+
+static void *sleep_then_mark(void *arg)
+{
+	struct sleeper *s = arg;
+	s->rc = weft_sleep_ms((uint64_t)s->ms);
+	atomic_fetch_add(s->finished, 1);
+	return NULL;
+}
+
+static void *group_sum(void *arg)
+{
+	long *sum = arg;
+	weft_group g;
+	weft_group_init(&g, NULL);
+	for (long i = 0; i < 100; i++)
+		if (weft_group_spawn(&g, return_arg, (void *)(intptr_t)i) != 0)
+			return (void *)1;
+	void *r;
+	int st;
+	while ((st = weft_group_join_next(&g, &r)) != -ECHILD) {
+		if (st != 0)
+			return (void *)2;
+		*sum += (long)(intptr_t)r;
+	}
+	weft_group_destroy(&g);
+	return NULL;
+}
+
+Test(sync, a_group_joins_every_child_once_then_reports_echild)
+{
+	weft_runtime *rt = test_runtime(2);
+	long sum = 0;
+	void *r;
+	cr_assert_eq(weft_block_on(rt, group_sum, &sum, &r), 0);
+	cr_assert_null(r);
+	cr_assert_eq(sum, 4950);
+	/* From a plain thread, with the runtime named. */
+	weft_group g;
+	cr_assert_eq(weft_group_init(&g, rt), 0);
+	for (long i = 1; i <= 10; i++)
+		cr_assert_eq(weft_group_spawn(&g, return_arg, (void *)(intptr_t)i), 0);
+	sum = 0;
+	while (weft_group_join_next(&g, &r) == 0)
+		sum += (long)(intptr_t)r;
+	cr_assert_eq(sum, 55);
+	cr_assert_eq(weft_group_join_next(&g, NULL), -ECHILD);
+	weft_group_destroy(&g);
+	cr_assert_eq(weft_group_init(NULL, rt), -EINVAL);
+	weft_runtime_free(rt);
+	assert_no_leaks();
+}
+
+Test(sync, cancel_all_and_destroy_end_every_child_before_returning)
+{
+	weft_runtime *rt = test_runtime(2);
+	_Atomic int finished = 0;
+	enum { N = 20 };
+	struct sleeper s[N];
+	weft_group g;
+	weft_group_init(&g, rt);
+	for (int i = 0; i < N; i++) {
+		s[i] = (struct sleeper){.ms = 10000, .finished = &finished, .rc = 1};
+		cr_assert_eq(weft_group_spawn(&g, sleep_then_mark, &s[i]), 0);
+	}
+	weft_group_cancel_all(&g);
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(weft_group_join_next(&g, NULL), WEFT_CANCELED);
+	cr_assert_eq(atomic_load(&finished), N);
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(s[i].rc, -ECANCELED);
+	/* Spawned after cancel_all: cancelled at once. */
+	s[0] = (struct sleeper){.ms = 10000, .finished = &finished, .rc = 1};
+	cr_assert_eq(weft_group_spawn(&g, sleep_then_mark, &s[0]), 0);
+	cr_assert_eq(weft_group_join_next(&g, NULL), WEFT_CANCELED);
+	weft_group_destroy(&g);
+
+	/* destroy with children running: they are cancelled and all done. */
+	atomic_store(&finished, 0);
+	weft_group_init(&g, rt);
+	for (int i = 0; i < N; i++) {
+		s[i] = (struct sleeper){.ms = 10000, .finished = &finished, .rc = 1};
+		weft_group_spawn(&g, sleep_then_mark, &s[i]);
+	}
+	weft_group_destroy(&g);
+	cr_assert_eq(atomic_load(&finished), N, "a child outlived its group");
+	weft_runtime_free(rt);
+	assert_no_leaks();
+}
+
+struct joiner {
+	weft_group *g;
+	int rc;
+	_Atomic int waiting;
+};
+
+static void *join_one(void *arg)
+{
+	struct joiner *j = arg;
+	atomic_store(&j->waiting, 1);
+	j->rc = weft_group_join_next(j->g, NULL);
+	return NULL;
+}
+
+Test(sync, a_cancelled_join_next_loses_no_child)
+{
+	weft_runtime *rt = test_runtime(2);
+	_Atomic int finished = 0;
+	struct sleeper s = {.ms = 100, .finished = &finished, .rc = 1};
+	weft_group g;
+	weft_group_init(&g, rt);
+	cr_assert_eq(weft_group_spawn(&g, sleep_then_mark, &s), 0);
+	struct joiner j = {.g = &g, .rc = 1};
+	weft_task *t = weft_spawn_on(rt, join_one, &j);
+	wait_flag_thread(&j.waiting);
+	test_sleep_ms(10);
+	weft_cancel(t);
+	cr_assert_eq(weft_join(t, NULL), WEFT_CANCELED);
+	cr_assert_eq(j.rc, -ECANCELED);
+	cr_assert_eq(weft_group_join_next(&g, NULL), 0, "the child was lost");
+	cr_assert_eq(s.rc, 0);
+	cr_assert_eq(weft_group_join_next(&g, NULL), -ECHILD);
+	weft_group_destroy(&g);
+	weft_runtime_free(rt);
+	assert_no_leaks();
+}

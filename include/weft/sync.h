@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <weft/task.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -141,6 +143,44 @@ int weft_chan_try_send(weft_chan *c, const void *elem); /* 0, -EAGAIN (full), -E
 int weft_chan_try_recv(weft_chan *c, void *elem);       /* 0, -EAGAIN (empty), -EPIPE */
 void weft_chan_close(weft_chan *c);
 void weft_chan_free(weft_chan *c);
+
+/*
+ * Task groups (structured concurrency, Tokio's JoinSet, libdill's bundles):
+ * spawn children into a group, join them in the order they finish, cancel
+ * them all. weft_group_destroy cancels every child still running and waits
+ * for all of them (it is not interrupted by the caller's cancellation), so
+ * no child outlives its group. A group is used by one owner at a time
+ * (spawn, join_next and destroy from one task or thread; cancel_all from
+ * anywhere).
+ */
+typedef struct weft_group {
+	struct weft_waitq_ q; /* its lock guards the lists; joiners wait here */
+	weft_runtime *rt;
+	void *running, *done, *done_tail;
+	size_t nrunning;
+	unsigned cancelled;
+} weft_group;
+
+/* rt: where the children run (NULL: the calling task's runtime). */
+int weft_group_init(weft_group *g, weft_runtime *rt); /* 0, -EINVAL */
+
+/* Spawns fn(arg) into the group: 0; -EINVAL (NULL, or no runtime to spawn
+   on); -ENOMEM when the child could not be spawned (out of memory, or its
+   runtime is shutting down). After cancel_all, children still spawn, and
+   are cancelled at once. */
+int weft_group_spawn(weft_group *g, weft_fn fn, void *arg);
+
+/* Waits for the next child to finish and joins it: its join status (0, or
+   WEFT_CANCELED if it was cancelled) with fn's return value in *result (if
+   not NULL); -ECHILD when the group has no child left; -ECANCELED or
+   -ETIMEDOUT for this wait (no child is lost: the next call gets it). */
+int weft_group_join_next(weft_group *g, void **result);
+
+/* Requests cancellation of every child, and of those spawned later. */
+void weft_group_cancel_all(weft_group *g);
+
+/* Cancels the children, waits for every one and frees them. */
+void weft_group_destroy(weft_group *g);
 
 /*
  * The oneshot: one value of elem_size bytes, one sender, one receiver.
