@@ -24,6 +24,7 @@
 #include <weft/sync.h>
 
 #include "../runtime/fault.h"
+#include <weft/time.h>
 #include "waitq.h"
 
 #define WAKE_BATCH 64
@@ -103,16 +104,46 @@ static void pop(weft_chan *c, void *elem)
 	c->len--;
 }
 
+/* Under the lock: the first waiter of q that can be served now -- a plain
+   one, or a select's registration whose select this call wins (claims) --
+   still queued; registrations of selects that fired elsewhere are dropped
+   on the way (their select finds them gone). */
+static struct weft__waiter *take_waiter(struct weft_waitq_ *q)
+{
+	struct weft__waiter *w;
+	while ((w = weft__wq_head(q))) {
+		if (!w->sel || weft__sel_claim(w->sel, (int)w->case_i))
+			return w;
+		weft__wq_remove(q, w);
+		atomic_store_explicit(&w->state, WEFT__W_WOKEN, memory_order_release);
+	}
+	return NULL;
+}
+
+/* Under the lock: w, taken by take_waiter, had its operation performed
+   with this result; dequeues it and returns the waker to wake. */
+static struct weft__waker deliver(struct weft_waitq_ *q, struct weft__waiter *w, int result)
+{
+	if (!w->sel)
+		return weft__wq_release(q, w, result ? WEFT__W_WOKEN : WEFT__W_GRANTED);
+	struct weft__sel *sel = w->sel;
+	sel->cases[w->case_i].result = result;
+	weft__wq_remove(q, w);
+	atomic_store_explicit(&w->state, WEFT__W_GRANTED, memory_order_release);
+	atomic_store_explicit(&sel->delivered, 1, memory_order_release);
+	return sel->waker;
+}
+
 /* Under the lock: sends without waiting if it can. 0, -EPIPE, -EAGAIN
    (bounded and full), -ENOMEM; *k is set when a receiver must be woken. */
 static int send_now(weft_chan *c, const void *elem, struct weft__waker *k, bool *wake)
 {
 	if (c->closed)
 		return -EPIPE;
-	struct weft__waiter *r = weft__wq_head(&c->receivers);
+	struct weft__waiter *r = take_waiter(&c->receivers);
 	if (r) {
 		memcpy(r->data, elem, c->elem_size);
-		*k = weft__wq_release(&c->receivers, r, WEFT__W_GRANTED);
+		*k = deliver(&c->receivers, r, 0);
 		*wake = true;
 		return 0;
 	}
@@ -132,10 +163,10 @@ static int recv_now(weft_chan *c, void *elem, struct weft__waker *k, bool *wake)
 {
 	if (c->len) {
 		pop(c, elem);
-		struct weft__waiter *s = weft__wq_head(&c->senders);
+		struct weft__waiter *s = take_waiter(&c->senders);
 		if (s) {
 			push(c, s->data);
-			*k = weft__wq_release(&c->senders, s, WEFT__W_GRANTED);
+			*k = deliver(&c->senders, s, 0);
 			*wake = true;
 		}
 		return 0;
@@ -158,7 +189,8 @@ int weft_chan_try_send(weft_chan *c, const void *elem)
 	struct weft__waker k;
 	bool wake = false;
 	weft__wq_lock(&c->senders);
-	return finish(c, send_now(c, elem, &k, &wake), k, wake);
+	int rc = send_now(c, elem, &k, &wake); /* before finish reads k and wake */
+	return finish(c, rc, k, wake);
 }
 
 int weft_chan_try_recv(weft_chan *c, void *elem)
@@ -168,7 +200,8 @@ int weft_chan_try_recv(weft_chan *c, void *elem)
 	struct weft__waker k;
 	bool wake = false;
 	weft__wq_lock(&c->senders);
-	return finish(c, recv_now(c, elem, &k, &wake), k, wake);
+	int rc = recv_now(c, elem, &k, &wake); /* before finish reads k and wake */
+	return finish(c, rc, k, wake);
 }
 
 int weft_chan_send(weft_chan *c, const void *elem)
@@ -229,8 +262,8 @@ static void wake_all(weft_chan *c, struct weft_waitq_ *q)
 	for (;;) {
 		size_t got = 0;
 		struct weft__waiter *h;
-		while (got < WAKE_BATCH && (h = weft__wq_head(q)))
-			k[got++] = weft__wq_release(q, h, WEFT__W_WOKEN);
+		while (got < WAKE_BATCH && (h = take_waiter(q)))
+			k[got++] = deliver(q, h, -EPIPE); /* plain waiters look again */
 		weft__wq_unlock(&c->senders);
 		for (size_t i = 0; i < got; i++)
 			weft__waker_wake(k[i]);
@@ -249,4 +282,161 @@ void weft_chan_close(weft_chan *c)
 	wake_all(c, &c->receivers);
 	wake_all(c, &c->senders);
 	weft__wq_unlock(&c->senders);
+}
+
+/* ----------------------------------------------------------------- select */
+
+static int try_case(weft_select_case *sc)
+{
+	return sc->kind == WEFT_SELECT_SEND ? weft_chan_try_send(sc->chan, sc->elem)
+	                                    : weft_chan_try_recv(sc->chan, sc->elem);
+}
+
+/* Under the lock: whether the case would take effect now. A send always
+   can once there is room (receivers wait only while the buffer is empty,
+   so there is room whenever one waits); a receive once there is an
+   element. Closed: both, with -EPIPE. */
+static bool case_ready(const weft_chan *c, int kind)
+{
+	if (c->closed)
+		return true;
+	return kind == WEFT_SELECT_SEND ? (!c->cap || c->len < c->slots) : c->len > 0;
+}
+
+/* Under the lock, the select having claimed the case: performs it. */
+static int perform(weft_chan *c, weft_select_case *sc, struct weft__waker *k, bool *wake)
+{
+	return sc->kind == WEFT_SELECT_SEND ? send_now(c, sc->elem, k, wake)
+	                                    : recv_now(c, sc->elem, k, wake);
+}
+
+static struct weft_waitq_ *queue_of(weft_chan *c, int kind)
+{
+	return kind == WEFT_SELECT_SEND ? &c->senders : &c->receivers;
+}
+
+static int check_cases(const weft_select_case *cases, size_t n)
+{
+	if (!cases || n == 0 || n > WEFT_SELECT_MAX)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (!cases[i].chan || !cases[i].elem ||
+		    (cases[i].kind != WEFT_SELECT_SEND && cases[i].kind != WEFT_SELECT_RECV))
+			return -EINVAL;
+	return 0;
+}
+
+static unsigned start_point(size_t n)
+{
+	static _Atomic unsigned seed = 0x9e3779b9u;
+	unsigned x = atomic_fetch_add_explicit(&seed, 0x9e3779b9u, memory_order_relaxed);
+	x ^= x >> 15;
+	x *= 0x2c1b3c6du;
+	x ^= x >> 12;
+	return x % (unsigned)n;
+}
+
+/* Registers the select on each case's channel, in order from `start`;
+   stops early when a case is ready -- the select then claims and performs
+   it itself (*own), unless it fired elsewhere meanwhile. Returns how many
+   were registered. */
+static size_t register_cases(struct weft__sel *sel, struct weft__waiter *w, size_t n,
+                             unsigned start, bool *own)
+{
+	*own = false;
+	size_t done = 0;
+	for (; done < n; done++) {
+		unsigned i = (start + (unsigned)done) % (unsigned)n;
+		weft_select_case *sc = &sel->cases[i];
+		weft_chan *c = sc->chan;
+		struct weft__waker k;
+		bool wake = false;
+		weft__wq_lock(&c->senders);
+		if (case_ready(c, sc->kind)) {
+			if ((*own = weft__sel_claim(sel, (int)i)))
+				sc->result = perform(c, sc, &k, &wake);
+			finish(c, 0, k, wake);
+			return done;
+		}
+		w[i].sel = sel;
+		w[i].case_i = i;
+		w[i].data = sc->elem;
+		atomic_init(&w[i].state, WEFT__W_QUEUED);
+		weft__wq_push_tail(queue_of(c, sc->kind), &w[i]);
+		weft__wq_unlock(&c->senders);
+	}
+	return done;
+}
+
+static void unregister_cases(struct weft__sel *sel, struct weft__waiter *w, size_t n,
+                             size_t registered, unsigned start)
+{
+	for (size_t j = 0; j < registered; j++) {
+		unsigned i = (start + (unsigned)j) % (unsigned)n;
+		weft_chan *c = sel->cases[i].chan;
+		weft__wq_lock(&c->senders);
+		if (atomic_load_explicit(&w[i].state, memory_order_relaxed) == WEFT__W_QUEUED)
+			weft__wq_remove(queue_of(c, sel->cases[i].kind), &w[i]);
+		weft__wq_unlock(&c->senders);
+	}
+}
+
+/* Parks until a party delivered a case, or the wait ends (cancellation,
+   the deadline) and the select withdraws first; the error then. */
+static int await_delivery(struct weft__sel *sel)
+{
+	for (;;) {
+		if (atomic_load_explicit(&sel->delivered, memory_order_acquire))
+			return 0;
+		weft__block(&sel->word);
+		if (atomic_load_explicit(&sel->delivered, memory_order_acquire))
+			return 0;
+		int rc = weft__wait_check();
+		if (rc && weft__sel_claim(sel, WEFT__SEL_WITHDRAWN))
+			return rc;
+		/* else: an early return, or a case fired as we gave up: its
+		   delivery is on the way */
+	}
+}
+
+int weft_select(weft_select_case *cases, size_t n, int64_t timeout_ms)
+{
+	int rc = check_cases(cases, n);
+	if (rc)
+		return rc;
+	if ((rc = weft__wait_enter()))
+		return rc;
+	unsigned start = start_point(n);
+	for (size_t j = 0; j < n; j++) {
+		unsigned i = (start + (unsigned)j) % (unsigned)n;
+		int r = try_case(&cases[i]);
+		if (r != -EAGAIN) {
+			cases[i].result = r;
+			return (int)i;
+		}
+	}
+	if (timeout_ms == 0)
+		return -ETIMEDOUT;
+	weft_deadline d;
+	if (timeout_ms > 0)
+		weft_deadline_push(&d, (uint64_t)timeout_ms);
+	struct weft__sel sel;
+	atomic_init(&sel.fired, -1);
+	atomic_init(&sel.delivered, 0);
+	sel.cases = cases;
+	sel.waker = weft__waker_self(&sel.word);
+	struct weft__waiter w[n];
+	bool own;
+	size_t registered = register_cases(&sel, w, n, start, &own);
+	if (!own)
+		rc = await_delivery(&sel); /* 0 once a case was delivered */
+	unregister_cases(&sel, w, n, registered, start);
+	int fired = atomic_load_explicit(&sel.fired, memory_order_acquire);
+	if (own || fired == WEFT__SEL_WITHDRAWN)
+		weft__waker_drop(sel.waker); /* nobody else will wake it */
+	else
+		weft__waker_settle(sel.waker); /* its deliverer is done with our word */
+	if (timeout_ms > 0)
+		weft_deadline_pop(&d);
+	return fired >= 0 ? fired : rc;
 }

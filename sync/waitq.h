@@ -39,9 +39,33 @@ struct weft__waiter {
 	_Atomic uint32_t word;  /* a plain thread's futex word */
 	_Atomic uint32_t state; /* WEFT__W_* */
 	uint64_t n;             /* what it asks for (permits; reader or writer) */
-	void *data; /* a channel waiter's element */
+	void *data;             /* a channel waiter's element */
 	uint64_t since_ns;      /* when it first queued (the mutex's fairness bound) */
+	struct weft__sel *sel;  /* a weft_select's registration, or NULL */
+	unsigned case_i;        /* its case */
 };
+
+/* A weft_select in progress, on the selecting caller's stack. Its waiters
+   (one per case, on the channels' queues) share one waker. Whoever claims
+   it -- `fired` from -1 to a case's index, once -- performs that case,
+   stores its result, sets `delivered` and wakes the waker: exactly one
+   party wakes it. The select itself claims it (WEFT__SEL_WITHDRAWN) when
+   it gives up, and then nobody else will. */
+#define WEFT__SEL_WITHDRAWN (-2)
+struct weft__sel {
+	_Atomic int fired;
+	_Atomic int delivered;
+	struct weft__waker waker;
+	_Atomic uint32_t word;
+	weft_select_case *cases;
+};
+
+static inline bool weft__sel_claim(struct weft__sel *s, int i)
+{
+	int none = -1;
+	return atomic_compare_exchange_strong_explicit(&s->fired, &none, i, memory_order_acq_rel,
+	                                               memory_order_acquire);
+}
 
 static inline void weft__wq_lock(struct weft_waitq_ *q)
 {
@@ -133,6 +157,7 @@ static inline struct weft__waker weft__wq_release(struct weft_waitq_ *q, struct 
 static inline void weft__wq_enqueue(struct weft_waitq_ *q, struct weft__waiter *w, bool at_head)
 {
 	atomic_init(&w->state, WEFT__W_QUEUED);
+	w->sel = NULL;
 	w->waker = weft__waker_self(&w->word);
 	if (at_head)
 		weft__wq_push_head(q, w);

@@ -174,6 +174,59 @@ static void *chan_consumer(void *arg)
 	}
 }
 
+/* ----------------------------------------------------------------- select */
+
+#define SEL_CHANS 3
+static weft_chan *sel_chans[SEL_CHANS];
+static _Atomic long sel_sent, sel_recv, sel_producers;
+
+static void *select_producer(void *arg)
+{
+	uint64_t r = (uintptr_t)arg * 1103515245u + 17;
+	for (long v = 1; v <= per_locker / 4; v++) {
+		weft_select_case cs[SEL_CHANS];
+		for (int i = 0; i < SEL_CHANS; i++)
+			cs[i] = (weft_select_case){WEFT_SELECT_SEND, sel_chans[i], &v, 1};
+		int k;
+		while ((k = weft_select(cs, SEL_CHANS, (int64_t)(next(&r) % 3) - 1)) == -ETIMEDOUT)
+			;
+		if (k < 0 || cs[k].result != 0) {
+			fail("select send", k);
+			break;
+		}
+		atomic_fetch_add(&sel_sent, v);
+	}
+	if (atomic_fetch_sub(&sel_producers, 1) == 1)
+		for (int i = 0; i < SEL_CHANS; i++)
+			weft_chan_close(sel_chans[i]);
+	return NULL;
+}
+
+static void *select_consumer(void *arg)
+{
+	uint64_t r = (uintptr_t)arg * 1664525u + 3;
+	long v[SEL_CHANS];
+	weft_select_case cs[SEL_CHANS];
+	size_t n = SEL_CHANS;
+	for (int i = 0; i < SEL_CHANS; i++)
+		cs[i] = (weft_select_case){WEFT_SELECT_RECV, sel_chans[i], &v[i], 1};
+	while (n) {
+		int k = weft_select(cs, n, (int64_t)(next(&r) % 3) - 1);
+		if (k == -ETIMEDOUT)
+			continue;
+		if (k < 0) {
+			fail("select recv", k);
+			return NULL;
+		}
+		if (cs[k].result == -EPIPE) {
+			cs[k] = cs[--n]; /* closed and drained: drop the case */
+			continue;
+		}
+		atomic_fetch_add(&sel_recv, *(long *)cs[k].elem);
+	}
+	return NULL;
+}
+
 /* ------------------------------------------------------------------ group */
 
 static void *child_value(void *arg)
@@ -310,6 +363,22 @@ int main(void)
 	if (atomic_load(&sent_sum) != atomic_load(&recv_sum))
 		fail("channel sums differ", atomic_load(&sent_sum) - atomic_load(&recv_sum));
 	weft_chan_free(chan);
+
+	for (int i = 0; i < SEL_CHANS; i++)
+		sel_chans[i] = weft_chan_new(2, sizeof(long));
+	atomic_store(&sel_producers, 3);
+	for (int i = 0; i < 2; i++)
+		t[i] = weft_spawn_on(rt, select_producer, (void *)(intptr_t)(i + 1));
+	for (int i = 2; i < 4; i++)
+		t[i] = weft_spawn_on(rt, select_consumer, (void *)(intptr_t)(i + 1));
+	t[4] = weft_spawn_on(rt, select_producer, (void *)(intptr_t)8);
+	t[5] = weft_spawn_on(rt, select_consumer, (void *)(intptr_t)9);
+	for (int i = 0; i < 6; i++)
+		weft_join(t[i], NULL);
+	if (atomic_load(&sel_sent) != atomic_load(&sel_recv))
+		fail("select sums differ", atomic_load(&sel_sent) - atomic_load(&sel_recv));
+	for (int i = 0; i < SEL_CHANS; i++)
+		weft_chan_free(sel_chans[i]);
 
 	weft_task *gt = weft_spawn_on(rt, group_rounds, rt);
 	group_rounds(rt); /* from this plain thread meanwhile */

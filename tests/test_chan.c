@@ -297,3 +297,203 @@ Test(chan, a_plain_thread_feeds_a_task)
 	weft_runtime_free(rt);
 	assert_no_leaks();
 }
+
+/* ----------------------------------------------------------------- select */
+
+Test(chan, select_polls_takes_the_ready_case_and_times_out_at_once_with_timeout_zero)
+{
+	weft_chan *a = weft_chan_new(4, sizeof(long)), *b = weft_chan_new(4, sizeof(long));
+	long va = 0, vb = 0, x = 7;
+	cr_assert_eq(weft_chan_send(b, &x), 0);
+	weft_select_case cs[2] = {{WEFT_SELECT_RECV, a, &va, 1}, {WEFT_SELECT_RECV, b, &vb, 1}};
+	cr_assert_eq(weft_select(cs, 2, 0), 1);
+	cr_assert_eq(cs[1].result, 0);
+	cr_assert_eq(vb, 7);
+	cr_assert_eq(weft_select(cs, 2, 0), -ETIMEDOUT);
+	cr_assert_eq(weft_select(cs, 0, 0), -EINVAL);
+	cr_assert_eq(weft_select(NULL, 1, 0), -EINVAL);
+	weft_select_case bad = {99, a, &va, 0};
+	cr_assert_eq(weft_select(&bad, 1, 0), -EINVAL);
+	weft_chan_free(a);
+	weft_chan_free(b);
+}
+
+struct selector {
+	weft_select_case cs[2];
+	long va, vb;
+	int64_t timeout_ms;
+	int rc;
+	_Atomic int waiting;
+};
+
+static void *select_task(void *arg)
+{
+	struct selector *s = arg;
+	atomic_store(&s->waiting, 1);
+	s->rc = weft_select(s->cs, 2, s->timeout_ms);
+	return NULL;
+}
+
+static struct selector *two_receives(weft_chan *a, weft_chan *b, int64_t timeout_ms)
+{
+	struct selector *s = calloc(1, sizeof *s);
+	s->cs[0] = (weft_select_case){WEFT_SELECT_RECV, a, &s->va, 1};
+	s->cs[1] = (weft_select_case){WEFT_SELECT_RECV, b, &s->vb, 1};
+	s->timeout_ms = timeout_ms;
+	s->rc = 99;
+	return s;
+}
+
+Test(chan, a_waiting_select_takes_one_message_and_leaves_the_other_channel_alone)
+{
+	weft_runtime *rt = test_runtime(2);
+	weft_chan *a = weft_chan_new(4, sizeof(long)), *b = weft_chan_new(4, sizeof(long));
+	struct selector *s = two_receives(a, b, -1);
+	weft_task *t = weft_spawn_on(rt, select_task, s);
+	wait_flag_thread(&s->waiting);
+	test_sleep_ms(20);
+	long x = 5;
+	cr_assert_eq(weft_chan_send(b, &x), 0);
+	cr_assert_eq(weft_join(t, NULL), 0);
+	cr_assert_eq(s->rc, 1);
+	cr_assert_eq(s->vb, 5);
+	x = 6;
+	cr_assert_eq(weft_chan_send(a, &x), 0);
+	long y = 0;
+	cr_assert_eq(weft_chan_try_recv(a, &y), 0, "the select's registration swallowed a message");
+	cr_assert_eq(y, 6);
+	free(s);
+	weft_chan_free(a);
+	weft_chan_free(b);
+	weft_runtime_free(rt);
+	assert_no_leaks();
+}
+
+Test(chan, a_select_send_completes_when_room_is_made)
+{
+	weft_runtime *rt = test_runtime(2);
+	weft_chan *full = weft_chan_new(1, sizeof(long)), *idle = weft_chan_new(1, sizeof(long));
+	long first = 1, mine = 2, got = 0;
+	cr_assert_eq(weft_chan_send(full, &first), 0);
+	struct selector *s = calloc(1, sizeof *s);
+	s->cs[0] = (weft_select_case){WEFT_SELECT_RECV, idle, &s->va, 1};
+	s->cs[1] = (weft_select_case){WEFT_SELECT_SEND, full, &mine, 1};
+	s->timeout_ms = -1;
+	weft_task *t = weft_spawn_on(rt, select_task, s);
+	wait_flag_thread(&s->waiting);
+	test_sleep_ms(20);
+	cr_assert_eq(weft_chan_recv(full, &got), 0);
+	cr_assert_eq(got, 1);
+	cr_assert_eq(weft_join(t, NULL), 0);
+	cr_assert_eq(s->rc, 1);
+	cr_assert_eq(s->cs[1].result, 0);
+	cr_assert_eq(weft_chan_try_recv(full, &got), 0);
+	cr_assert_eq(got, 2, "the selected send's element was not delivered");
+	free(s);
+	weft_chan_free(full);
+	weft_chan_free(idle);
+	weft_runtime_free(rt);
+	assert_no_leaks();
+}
+
+Test(chan, a_timed_out_or_cancelled_select_performs_nothing)
+{
+	weft_runtime *rt = test_runtime(2);
+	weft_chan *a = weft_chan_new(4, sizeof(long)), *b = weft_chan_new(4, sizeof(long));
+	struct selector *s = two_receives(a, b, 30);
+	cr_assert_eq(weft_block_on(rt, select_task, s, NULL), 0);
+	cr_assert_eq(s->rc, -ETIMEDOUT);
+	free(s);
+	s = two_receives(a, b, -1);
+	weft_task *t = weft_spawn_on(rt, select_task, s);
+	wait_flag_thread(&s->waiting);
+	test_sleep_ms(20);
+	weft_cancel(t);
+	cr_assert_eq(weft_join(t, NULL), WEFT_CANCELED);
+	cr_assert_eq(s->rc, -ECANCELED);
+	long x = 9, y = 0;
+	cr_assert_eq(weft_chan_send(a, &x), 0);
+	cr_assert_eq(weft_chan_try_recv(a, &y), 0, "a cancelled select took the message");
+	cr_assert_eq(y, 9);
+	/* A plain thread's select times out too. */
+	free(s);
+	s = two_receives(a, b, 20);
+	select_task(s);
+	cr_assert_eq(s->rc, -ETIMEDOUT);
+	free(s);
+	weft_chan_free(a);
+	weft_chan_free(b);
+	weft_runtime_free(rt);
+	assert_no_leaks();
+}
+
+Test(chan, select_reports_a_closed_channel_and_starves_no_case)
+{
+	weft_chan *a = weft_chan_new(4, sizeof(long)), *b = weft_chan_new(4, sizeof(long));
+	weft_chan_close(a);
+	long va, vb;
+	weft_select_case cs[2] = {{WEFT_SELECT_RECV, a, &va, 1}, {WEFT_SELECT_RECV, b, &vb, 1}};
+	cr_assert_eq(weft_select(cs, 2, -1), 0);
+	cr_assert_eq(cs[0].result, -EPIPE);
+	weft_chan_free(a);
+	weft_chan_free(b);
+	/* Both always ready: each is chosen about half the time. */
+	a = weft_chan_new(0, sizeof(long));
+	b = weft_chan_new(0, sizeof(long));
+	long x = 1;
+	for (int i = 0; i < 2000; i++) {
+		weft_chan_send(a, &x);
+		weft_chan_send(b, &x);
+	}
+	weft_select_case cs2[2] = {{WEFT_SELECT_RECV, a, &va, 1}, {WEFT_SELECT_RECV, b, &vb, 1}};
+	int picked[2] = {0, 0};
+	for (int i = 0; i < 1000; i++) {
+		int r = weft_select(cs2, 2, 0);
+		cr_assert(r == 0 || r == 1);
+		picked[r]++;
+	}
+	cr_assert_gt(picked[0], 200, "case 0 chosen %d times in 1000", picked[0]);
+	cr_assert_gt(picked[1], 200, "case 1 chosen %d times in 1000", picked[1]);
+	weft_chan_free(a);
+	weft_chan_free(b);
+}
+
+static void *recv_flag(void *arg)
+{
+	struct party *p = arg;
+	atomic_store(&p->waiting, 1);
+	p->rc = weft_chan_recv(p->c, &p->v);
+	atomic_store(&p->waiting, 2);
+	return NULL;
+}
+
+Test(chan, try_send_and_try_recv_wake_the_waiter_they_serve)
+{
+	weft_runtime *rt = test_runtime(2);
+	weft_chan *c = weft_chan_new(1, sizeof(long));
+	struct party r = {.c = c, .rc = 1};
+	weft_task *t = weft_spawn_on(rt, recv_flag, &r);
+	wait_flag_thread(&r.waiting);
+	test_sleep_ms(20);
+	long v = 77;
+	cr_assert_eq(weft_chan_try_send(c, &v), 0); /* handed to the waiting receiver */
+	uint64_t give_up = test_now_ns() + HANG_NS;
+	while (atomic_load(&r.waiting) != 2)
+		cr_assert_lt(test_now_ns(), give_up, "try_send did not wake the receiver");
+	cr_assert_eq(weft_join(t, NULL), 0);
+	cr_assert_eq(r.v, 77);
+	/* A sender waiting on a full channel, served by try_recv. */
+	cr_assert_eq(weft_chan_send(c, &v), 0);
+	struct party s = {.c = c, .v = 78, .rc = 1};
+	weft_task *ts = weft_spawn_on(rt, send_one, &s);
+	wait_flag_thread(&s.waiting);
+	test_sleep_ms(20);
+	cr_assert_eq(weft_chan_try_recv(c, &v), 0);
+	cr_assert_eq(weft_join(ts, NULL), 0);
+	cr_assert_eq(s.rc, 0);
+	cr_assert_eq(weft_chan_try_recv(c, &v), 0);
+	cr_assert_eq(v, 78);
+	weft_chan_free(c);
+	weft_runtime_free(rt);
+	assert_no_leaks();
+}

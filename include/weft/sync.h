@@ -145,6 +145,28 @@ void weft_chan_close(weft_chan *c);
 void weft_chan_free(weft_chan *c);
 
 /*
+ * Select (Go's select): waits until one of several channel operations can
+ * take effect, performs exactly that one, and returns its index. Cases are
+ * looked at from a random starting point, so none starves. A case's
+ * `result` says how it took effect: 0, or -EPIPE for a closed channel (a
+ * send on it sends nothing; a receive on it found it drained). timeout_ms:
+ * -1 waits forever, 0 only polls, else at most that long (-ETIMEDOUT).
+ * Returns the index, -ETIMEDOUT, -ECANCELED, or -EINVAL (no cases, more
+ * than WEFT_SELECT_MAX, a NULL channel or element, an unknown kind). A
+ * select that returns an error has performed no case.
+ */
+enum { WEFT_SELECT_SEND = 1, WEFT_SELECT_RECV = 2 };
+#define WEFT_SELECT_MAX 64
+typedef struct weft_select_case {
+	int kind; /* WEFT_SELECT_SEND or WEFT_SELECT_RECV */
+	weft_chan *chan;
+	void *elem; /* the element to send, or where the received one goes */
+	int result; /* set for the case that took effect */
+} weft_select_case;
+
+int weft_select(weft_select_case *cases, size_t n, int64_t timeout_ms);
+
+/*
  * Task groups (structured concurrency, Tokio's JoinSet, libdill's bundles):
  * spawn children into a group, join them in the order they finish, cancel
  * them all. weft_group_destroy cancels every child still running and waits
