@@ -127,12 +127,14 @@ static struct io_uring_sqe *get_sqe(struct weft__ring *r)
 	return sqe;
 }
 
-struct io_uring_sqe *weft__ring_prep(struct weft__ring *r, struct weft__uop *op, int fd)
+/* An SQE for op, op set up as in flight on r (count 1: its completion). */
+static struct io_uring_sqe *prep_op(struct weft__ring *r, struct weft__uop *op, int fd,
+                                    struct weft__waker waker)
 {
 	struct io_uring_sqe *sqe = get_sqe(r);
 	if (!sqe)
 		return NULL;
-	op->waker = weft__waker_self(NULL);
+	op->waker = waker;
 	op->ring = r;
 	op->seq = r->prep_seq;
 	op->fd = fd;
@@ -146,26 +148,26 @@ struct io_uring_sqe *weft__ring_prep(struct weft__ring *r, struct weft__uop *op,
 	return sqe;
 }
 
+struct io_uring_sqe *weft__ring_prep(struct weft__ring *r, struct weft__uop *op, int fd)
+{
+	struct weft__waker self = weft__waker_self(NULL);
+	struct io_uring_sqe *sqe = prep_op(r, op, fd, self);
+	if (!sqe)
+		weft__waker_drop(self);
+	return sqe;
+}
+
 struct io_uring_sqe *weft__ring_prep_multishot(struct weft__ring *r, struct weft__uop *op, int fd,
                                                unsigned (*on_cqe)(struct weft__uop *, int32_t,
                                                                   uint32_t),
                                                unsigned (*on_idle)(struct weft__uop *))
 {
-	struct io_uring_sqe *sqe = get_sqe(r);
+	struct io_uring_sqe *sqe = prep_op(r, op, fd, (struct weft__waker){0});
 	if (!sqe)
 		return NULL;
-	op->waker = (struct weft__waker){0};
-	op->ring = r;
-	op->seq = r->prep_seq;
-	op->fd = fd;
-	op->cqe_flags = 0;
 	op->on_cqe = on_cqe;
 	op->on_idle = on_idle;
-	atomic_init(&op->count, 1);
-	atomic_init(&op->cancel_asked, false);
-	atomic_init(&op->mb_next, NULL);
 	weft__dlist_push_tail(&r->multishots, &op->ring_link);
-	r->inflight++;
 	return sqe;
 }
 
