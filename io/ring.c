@@ -217,12 +217,16 @@ static void prep_cancel(struct weft__ring *r, struct weft__uop *op)
    op, says it is idle). */
 static void put_op(struct weft__ring *r, struct weft__uop *op)
 {
+	/* Read before the drop: once the count is zero a task's uop is its
+	   again (it may see that and return before our wake). A multishot op
+	   lives in its fd state and stays readable. */
 	struct weft__waker w = op->waker;
+	unsigned (*on_idle)(struct weft__uop *) = op->on_idle;
 	if (atomic_fetch_sub_explicit(&op->count, 1, memory_order_acq_rel) != 1)
 		return;
-	if (op->on_idle) {
+	if (on_idle) {
 		weft__dlist_unlink(&r->multishots, &op->ring_link);
-		r->woken += op->on_idle(op);
+		r->woken += on_idle(op);
 		return;
 	}
 	r->woken++;
