@@ -76,7 +76,7 @@ int weft__fd_kind(struct weft__fd_state *st, int fd)
 	               : WEFT__FD_POLLABLE;
 	pthread_mutex_lock(&st->lock);
 	st->kind = (uint8_t)kind;
-	st->nonblock = (fl & O_NONBLOCK) != 0;
+	atomic_store_explicit(&st->nonblock, (fl & O_NONBLOCK) != 0, memory_order_relaxed);
 	pthread_mutex_unlock(&st->lock);
 	return kind;
 }

@@ -64,7 +64,7 @@ struct weft__fd_state {
 	int epfd;                     /* the epoll it is in, or -1 */
 	_Atomic unsigned *epfd_count; /* that poller's count of fds */
 	uint8_t kind;                 /* WEFT__FD_*, found at first use */
-	bool nonblock;                /* O_NONBLOCK was set when its kind was found */
+	_Atomic bool nonblock; /* O_NONBLOCK was set when its kind was found (read unlocked) */
 	bool closing;
 	struct weft__dlist waiters;    /* readiness waits (epoll); acceptors (io_uring) */
 	struct weft__dlist uops;       /* operations in flight on an io_uring */

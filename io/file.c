@@ -117,7 +117,8 @@ static ssize_t rw(enum op op, int fd, const struct iovec *iov, int iovcnt, int64
 	if (kind == WEFT__FD_FILE)
 		return on_pool(&o);
 	int rc = weft__tls()->task ? weft__wait_enter() : weft__wait_check();
-	return rc ? rc : on_readiness(&o, !st->nonblock);
+	return rc ? rc
+	          : on_readiness(&o, !atomic_load_explicit(&st->nonblock, memory_order_relaxed));
 }
 
 ssize_t weft_readv(int fd, const struct iovec *iov, int iovcnt, int64_t offset)

@@ -38,7 +38,7 @@ static bool is_blocking(int fd)
 {
 	struct weft__fd_state *st = weft__fd_state(fd);
 	if (st && weft__fd_kind(st, fd) >= 0)
-		return !st->nonblock;
+		return !atomic_load_explicit(&st->nonblock, memory_order_relaxed);
 	int fl = fcntl(fd, F_GETFL);
 	return fl >= 0 && !(fl & O_NONBLOCK);
 }
