@@ -190,55 +190,32 @@ static int finish(weft_chan *c, int rc, struct weft__waker k, bool wake)
 	return rc;
 }
 
-int weft_chan_try_send(weft_chan *c, const void *elem)
+/* Under the lock: a send (kind WEFT_SELECT_SEND) or receive without
+   waiting, as send_now / recv_now. */
+static inline __attribute__((always_inline)) int op_now(weft_chan *c, int kind, void *elem,
+                                                        struct weft__waker *k, bool *wake)
+{
+	return kind == WEFT_SELECT_SEND ? send_now(c, elem, k, wake) : recv_now(c, elem, k, wake);
+}
+
+static struct weft_waitq_ *queue_of(weft_chan *c, int kind)
+{
+	return kind == WEFT_SELECT_SEND ? &c->senders : &c->receivers;
+}
+
+static inline __attribute__((always_inline)) int try_op(weft_chan *c, int kind, void *elem)
 {
 	if (!c || !elem)
 		return -EINVAL;
 	struct weft__waker k;
 	bool wake = false;
 	weft__wq_lock(&c->senders);
-	int rc = send_now(c, elem, &k, &wake); /* before finish reads k and wake */
+	int rc = op_now(c, kind, elem, &k, &wake); /* before finish reads k and wake */
 	return finish(c, rc, k, wake);
 }
 
-int weft_chan_try_recv(weft_chan *c, void *elem)
-{
-	if (!c || !elem)
-		return -EINVAL;
-	struct weft__waker k;
-	bool wake = false;
-	weft__wq_lock(&c->senders);
-	int rc = recv_now(c, elem, &k, &wake); /* before finish reads k and wake */
-	return finish(c, rc, k, wake);
-}
-
-int weft_chan_send(weft_chan *c, const void *elem)
-{
-	if (!c || !elem)
-		return -EINVAL;
-	int rc = weft__wait_enter();
-	if (rc)
-		return rc;
-	struct weft__waker k;
-	bool wake = false;
-	struct weft__waiter w;
-	w.data = (void *)elem;
-	for (;;) {
-		weft__wq_lock(&c->senders);
-		rc = send_now(c, elem, &k, &wake);
-		if (rc != -EAGAIN)
-			return finish(c, rc, k, wake);
-		weft__wq_enqueue(&c->senders, &w, false);
-		int r = weft__wq_wait_in(&c->senders, &c->senders, &w);
-		if (r == WEFT__W_GRANTED)
-			return 0; /* a receiver moved our element in */
-		if (r < 0)
-			return r;
-		/* WOKEN: closed; look again */
-	}
-}
-
-int weft_chan_recv(weft_chan *c, void *elem)
+/* A send or receive that waits while it cannot take effect. */
+static inline __attribute__((always_inline)) int wait_op(weft_chan *c, int kind, void *elem)
 {
 	if (!c || !elem)
 		return -EINVAL;
@@ -251,16 +228,37 @@ int weft_chan_recv(weft_chan *c, void *elem)
 	w.data = elem;
 	for (;;) {
 		weft__wq_lock(&c->senders);
-		rc = recv_now(c, elem, &k, &wake);
+		rc = op_now(c, kind, elem, &k, &wake);
 		if (rc != -EAGAIN)
 			return finish(c, rc, k, wake);
-		weft__wq_enqueue(&c->receivers, &w, false);
-		int r = weft__wq_wait_in(&c->senders, &c->receivers, &w);
+		weft__wq_enqueue(queue_of(c, kind), &w, false);
+		int r = weft__wq_wait_in(&c->senders, queue_of(c, kind), &w);
 		if (r == WEFT__W_GRANTED)
-			return 0; /* a sender copied its element into ours */
+			return 0; /* the other side moved our element */
 		if (r < 0)
 			return r;
+		/* WOKEN: closed; look again */
 	}
+}
+
+int weft_chan_try_send(weft_chan *c, const void *elem)
+{
+	return try_op(c, WEFT_SELECT_SEND, (void *)elem);
+}
+
+int weft_chan_try_recv(weft_chan *c, void *elem)
+{
+	return try_op(c, WEFT_SELECT_RECV, elem);
+}
+
+int weft_chan_send(weft_chan *c, const void *elem)
+{
+	return wait_op(c, WEFT_SELECT_SEND, (void *)elem);
+}
+
+int weft_chan_recv(weft_chan *c, void *elem)
+{
+	return wait_op(c, WEFT_SELECT_RECV, elem);
 }
 
 /* Under the lock: wakes every waiter of q as WOKEN, in batches. */
@@ -294,12 +292,6 @@ void weft_chan_close(weft_chan *c)
 
 /* ----------------------------------------------------------------- select */
 
-static int try_case(weft_select_case *sc)
-{
-	return sc->kind == WEFT_SELECT_SEND ? weft_chan_try_send(sc->chan, sc->elem)
-	                                    : weft_chan_try_recv(sc->chan, sc->elem);
-}
-
 /* Under the lock: whether the case would take effect now. A send always
    can once there is room (receivers wait only while the buffer is empty,
    so there is room whenever one waits); a receive once there is an
@@ -309,18 +301,6 @@ static bool case_ready(const weft_chan *c, int kind)
 	if (c->closed)
 		return true;
 	return kind == WEFT_SELECT_SEND ? (!c->cap || c->len < c->slots) : c->len > 0;
-}
-
-/* Under the lock, the select having claimed the case: performs it. */
-static int perform(weft_chan *c, weft_select_case *sc, struct weft__waker *k, bool *wake)
-{
-	return sc->kind == WEFT_SELECT_SEND ? send_now(c, sc->elem, k, wake)
-	                                    : recv_now(c, sc->elem, k, wake);
-}
-
-static struct weft_waitq_ *queue_of(weft_chan *c, int kind)
-{
-	return kind == WEFT_SELECT_SEND ? &c->senders : &c->receivers;
 }
 
 static int check_cases(const weft_select_case *cases, size_t n)
@@ -362,7 +342,7 @@ static size_t register_cases(struct weft__sel *sel, struct weft__waiter *w, size
 		weft__wq_lock(&c->senders);
 		if (case_ready(c, sc->kind)) {
 			if ((*own = weft__sel_claim(sel, (int)i)))
-				sc->result = perform(c, sc, &k, &wake);
+				sc->result = op_now(c, sc->kind, sc->elem, &k, &wake);
 			finish(c, 0, k, wake);
 			return done;
 		}
@@ -417,7 +397,7 @@ int weft_select(weft_select_case *cases, size_t n, int64_t timeout_ms)
 	unsigned start = start_point(n);
 	for (size_t j = 0; j < n; j++) {
 		unsigned i = (start + (unsigned)j) % (unsigned)n;
-		int r = try_case(&cases[i]);
+		int r = try_op(cases[i].chan, cases[i].kind, cases[i].elem);
 		if (r != -EAGAIN) {
 			cases[i].result = r;
 			return (int)i;

@@ -578,6 +578,13 @@ Test(sync, a_group_joins_every_child_once_then_reports_echild)
 	cr_assert_eq(weft_group_join_next(&g, NULL), -ECHILD);
 	weft_group_destroy(&g);
 	cr_assert_eq(weft_group_init(NULL, rt), -EINVAL);
+	/* A plain thread with no runtime named has nowhere to spawn. */
+	weft_group orphan;
+	weft_group_init(&orphan, NULL);
+	cr_assert_eq(weft_group_spawn(&orphan, return_arg, NULL), -EINVAL);
+	cr_assert_eq(weft_group_spawn(&orphan, NULL, NULL), -EINVAL);
+	cr_assert_eq(weft_group_join_next(&orphan, NULL), -ECHILD);
+	weft_group_destroy(&orphan);
 	weft_runtime_free(rt);
 	assert_no_leaks();
 }
