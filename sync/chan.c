@@ -25,6 +25,7 @@
 
 #include "../runtime/fault.h"
 #include <weft/time.h>
+#include "oneshot.h"
 #include "waitq.h"
 
 #define WAKE_BATCH 64
@@ -303,14 +304,28 @@ static bool case_ready(const weft_chan *c, int kind)
 	return kind == WEFT_SELECT_SEND ? (!c->cap || c->len < c->slots) : c->len > 0;
 }
 
+static bool case_valid(const weft_select_case *sc)
+{
+	if (!sc->elem)
+		return false;
+	if (sc->kind == WEFT_SELECT_ONESHOT)
+		return sc->oneshot != NULL;
+	return (sc->kind == WEFT_SELECT_SEND || sc->kind == WEFT_SELECT_RECV) && sc->chan;
+}
+
 static int check_cases(const weft_select_case *cases, size_t n)
 {
 	if (!cases || n == 0 || n > WEFT_SELECT_MAX)
 		return -EINVAL;
-	for (size_t i = 0; i < n; i++)
-		if (!cases[i].chan || !cases[i].elem ||
-		    (cases[i].kind != WEFT_SELECT_SEND && cases[i].kind != WEFT_SELECT_RECV))
+	for (size_t i = 0; i < n; i++) {
+		if (!case_valid(&cases[i]))
 			return -EINVAL;
+		/* A oneshot has one receiver slot: one case at most. */
+		for (size_t j = 0; cases[i].kind == WEFT_SELECT_ONESHOT && j < i; j++)
+			if (cases[j].kind == WEFT_SELECT_ONESHOT &&
+			    cases[j].oneshot == cases[i].oneshot)
+				return -EINVAL;
+	}
 	return 0;
 }
 
@@ -324,10 +339,47 @@ static unsigned start_point(size_t n)
 	return x % (unsigned)n;
 }
 
-/* Registers the select on each case's channel, in order from `start`;
-   stops early when a case is ready -- the select then claims and performs
-   it itself (*own), unless it fired elsewhere meanwhile. Returns how many
-   were registered. */
+static int poll_case(weft_select_case *sc)
+{
+	if (sc->kind == WEFT_SELECT_ONESHOT)
+		return weft_oneshot_try_recv(sc->oneshot, sc->elem);
+	return try_op(sc->chan, sc->kind, sc->elem);
+}
+
+/* Registers case i: false when it is ready instead -- then the select
+   claims and performs it itself (*own), unless it fired elsewhere
+   meanwhile. */
+static bool register_case(struct weft__sel *sel, struct weft__waiter *w, unsigned i, bool *own)
+{
+	weft_select_case *sc = &sel->cases[i];
+	if (sc->kind == WEFT_SELECT_ONESHOT) {
+		if (!weft__oneshot_sel_arm(sc->oneshot, sel, i))
+			return true;
+		if ((*own = weft__sel_claim(sel, (int)i)))
+			sc->result = weft__oneshot_take(sc->oneshot, sc->elem);
+		return false;
+	}
+	weft_chan *c = sc->chan;
+	struct weft__waker k;
+	bool wake = false;
+	weft__wq_lock(&c->senders);
+	if (case_ready(c, sc->kind)) {
+		if ((*own = weft__sel_claim(sel, (int)i)))
+			sc->result = op_now(c, sc->kind, sc->elem, &k, &wake);
+		finish(c, 0, k, wake);
+		return false;
+	}
+	w->sel = sel;
+	w->case_i = i;
+	w->data = sc->elem;
+	atomic_init(&w->state, WEFT__W_QUEUED);
+	weft__wq_push_tail(queue_of(c, sc->kind), w);
+	weft__wq_unlock(&c->senders);
+	return true;
+}
+
+/* Registers the select on each case, in order from `start`; stops early at
+   a ready case (see register_case). Returns how many were registered. */
 static size_t register_cases(struct weft__sel *sel, struct weft__waiter *w, size_t n,
                              unsigned start, bool *own)
 {
@@ -335,37 +387,27 @@ static size_t register_cases(struct weft__sel *sel, struct weft__waiter *w, size
 	size_t done = 0;
 	for (; done < n; done++) {
 		unsigned i = (start + (unsigned)done) % (unsigned)n;
-		weft_select_case *sc = &sel->cases[i];
-		weft_chan *c = sc->chan;
-		struct weft__waker k;
-		bool wake = false;
-		weft__wq_lock(&c->senders);
-		if (case_ready(c, sc->kind)) {
-			if ((*own = weft__sel_claim(sel, (int)i)))
-				sc->result = op_now(c, sc->kind, sc->elem, &k, &wake);
-			finish(c, 0, k, wake);
-			return done;
-		}
-		w[i].sel = sel;
-		w[i].case_i = i;
-		w[i].data = sc->elem;
-		atomic_init(&w[i].state, WEFT__W_QUEUED);
-		weft__wq_push_tail(queue_of(c, sc->kind), &w[i]);
-		weft__wq_unlock(&c->senders);
+		if (!register_case(sel, &w[i], i, own))
+			break;
 	}
 	return done;
 }
 
+/* Withdraws every registration; on return no other party touches sel. */
 static void unregister_cases(struct weft__sel *sel, struct weft__waiter *w, size_t n,
                              size_t registered, unsigned start)
 {
 	for (size_t j = 0; j < registered; j++) {
 		unsigned i = (start + (unsigned)j) % (unsigned)n;
-		weft_chan *c = sel->cases[i].chan;
-		weft__wq_lock(&c->senders);
+		weft_select_case *sc = &sel->cases[i];
+		if (sc->kind == WEFT_SELECT_ONESHOT) {
+			weft__oneshot_sel_disarm(sc->oneshot);
+			continue;
+		}
+		weft__wq_lock(&sc->chan->senders);
 		if (atomic_load_explicit(&w[i].state, memory_order_relaxed) == WEFT__W_QUEUED)
-			weft__wq_remove(queue_of(c, sel->cases[i].kind), &w[i]);
-		weft__wq_unlock(&c->senders);
+			weft__wq_remove(queue_of(sc->chan, sc->kind), &w[i]);
+		weft__wq_unlock(&sc->chan->senders);
 	}
 }
 
@@ -397,7 +439,7 @@ int weft_select(weft_select_case *cases, size_t n, int64_t timeout_ms)
 	unsigned start = start_point(n);
 	for (size_t j = 0; j < n; j++) {
 		unsigned i = (start + (unsigned)j) % (unsigned)n;
-		int r = try_op(cases[i].chan, cases[i].kind, cases[i].elem);
+		int r = poll_case(&cases[i]);
 		if (r != -EAGAIN) {
 			cases[i].result = r;
 			return (int)i;
@@ -426,5 +468,7 @@ int weft_select(weft_select_case *cases, size_t n, int64_t timeout_ms)
 		weft__waker_settle(sel.waker); /* its deliverer is done with our word */
 	if (timeout_ms > 0)
 		weft_deadline_pop(&d);
+	if (fired >= 0 && !own && cases[fired].kind == WEFT_SELECT_ONESHOT)
+		cases[fired].result = weft__oneshot_take(cases[fired].oneshot, cases[fired].elem);
 	return fired >= 0 ? fired : rc;
 }

@@ -4,7 +4,9 @@
  * lockers (the count equals the successful locks, the mutex ends unlocked),
  * a semaphore whose permits are taken n at a time under expiring scopes
  * (every permit comes back: the full count can be taken at the end, and
- * never more are out than exist), and notify ping-pong between tasks and
+ * never more are out than exist), oneshot replies raced against a noise
+ * channel in selects with random timeouts (each reply exactly once), and
+ * notify ping-pong between tasks and
  * threads, where a lost wake-up hangs (the alarm fails the test). A plain
  * main() program (it runs under TSan too).
  */
@@ -186,7 +188,10 @@ static void *select_producer(void *arg)
 	for (long v = 1; v <= per_locker / 4; v++) {
 		weft_select_case cs[SEL_CHANS];
 		for (int i = 0; i < SEL_CHANS; i++)
-			cs[i] = (weft_select_case){WEFT_SELECT_SEND, sel_chans[i], &v, 1};
+			cs[i] = (weft_select_case){.kind = WEFT_SELECT_SEND,
+			                           .chan = sel_chans[i],
+			                           .elem = &v,
+			                           .result = 1};
 		int k;
 		while ((k = weft_select(cs, SEL_CHANS, (int64_t)(next(&r) % 3) - 1)) == -ETIMEDOUT)
 			;
@@ -209,7 +214,8 @@ static void *select_consumer(void *arg)
 	weft_select_case cs[SEL_CHANS];
 	size_t n = SEL_CHANS;
 	for (int i = 0; i < SEL_CHANS; i++)
-		cs[i] = (weft_select_case){WEFT_SELECT_RECV, sel_chans[i], &v[i], 1};
+		cs[i] = (weft_select_case){
+		        .kind = WEFT_SELECT_RECV, .chan = sel_chans[i], .elem = &v[i], .result = 1};
 	while (n) {
 		int k = weft_select(cs, n, (int64_t)(next(&r) % 3) - 1);
 		if (k == -ETIMEDOUT)
@@ -223,6 +229,82 @@ static void *select_consumer(void *arg)
 			continue;
 		}
 		atomic_fetch_add(&sel_recv, *(long *)cs[k].elem);
+	}
+	return NULL;
+}
+
+/* ------------------------------------------------- oneshot replies in select */
+
+/* Requesters send (oneshot, v) to servers and select over the reply and a
+   noise channel with random timeouts; servers reply v, or drop the sender
+   for odd v. Every reply arrives exactly once with the right outcome, and
+   every noise message is received exactly once (the rest drained at the
+   end). */
+struct request {
+	weft_oneshot *reply;
+	long v;
+};
+static weft_chan *requests, *noise;
+static _Atomic long replies_ok, requesters_left, noise_sent, noise_recv;
+
+static void *requester(void *arg)
+{
+	uint64_t r = (uintptr_t)arg * 2654435761u + 5;
+	for (long v = 1; v <= per_locker / 8; v++) {
+		struct request q = {weft_oneshot_new(sizeof(long)), v};
+		if (weft_chan_send(requests, &q) != 0) {
+			fail("request send", v);
+			break;
+		}
+		long got = 0, n = 0;
+		weft_select_case cs[2] = {
+		        {.kind = WEFT_SELECT_ONESHOT, .oneshot = q.reply, .elem = &got},
+		        {.kind = WEFT_SELECT_RECV, .chan = noise, .elem = &n}};
+		int k;
+		while ((k = weft_select(cs, 2, (int64_t)(next(&r) % 3) - 1)) != 0) {
+			if (k == 1 && cs[1].result == 0)
+				atomic_fetch_add(&noise_recv, n);
+			else if (k != -ETIMEDOUT && !(k == 1 && cs[1].result == -EPIPE)) {
+				fail("reply select", k);
+				return NULL;
+			}
+		}
+		if (v % 2 ? cs[0].result != -EPIPE : (cs[0].result != 0 || got != v))
+			fail("wrong reply", v);
+		else
+			atomic_fetch_add(&replies_ok, 1);
+	}
+	if (atomic_fetch_sub(&requesters_left, 1) == 1)
+		weft_chan_close(requests);
+	return NULL;
+}
+
+static void *server(void *arg)
+{
+	(void)arg;
+	struct request q;
+	while (weft_chan_recv(requests, &q) == 0) {
+		if (q.v % 3 == 0)
+			weft_yield();
+		if (q.v % 2)
+			weft_oneshot_drop_sender(q.reply);
+		else if (weft_oneshot_send(q.reply, &q.v) != 0)
+			fail("reply send", q.v);
+	}
+	return NULL;
+}
+
+static void *noise_maker(void *arg)
+{
+	(void)arg;
+	/* Finite: after it, a select that waits forever is woken by its
+	   reply or never. */
+	for (long v = 1; v <= per_locker / 4; v++) {
+		if (weft_chan_send(noise, &v) != 0)
+			break;
+		atomic_fetch_add(&noise_sent, v);
+		if (v % 4 == 0)
+			weft_yield();
 	}
 	return NULL;
 }
@@ -379,6 +461,31 @@ int main(void)
 		fail("select sums differ", atomic_load(&sel_sent) - atomic_load(&sel_recv));
 	for (int i = 0; i < SEL_CHANS; i++)
 		weft_chan_free(sel_chans[i]);
+
+	requests = weft_chan_new(8, sizeof(struct request));
+	noise = weft_chan_new(4, sizeof(long));
+	atomic_store(&requesters_left, 4);
+	weft_task *nm = weft_spawn_on(rt, noise_maker, NULL);
+	for (int i = 0; i < 3; i++)
+		t[i] = weft_spawn_on(rt, requester, (void *)(intptr_t)(i + 1));
+	for (int i = 3; i < 5; i++)
+		t[i] = weft_spawn_on(rt, server, NULL);
+	pthread_create(&th[0], NULL, requester, (void *)(intptr_t)9);
+	pthread_create(&th[1], NULL, server, NULL);
+	for (int i = 0; i < 5; i++)
+		weft_join(t[i], NULL);
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	weft_chan_close(noise);
+	weft_join(nm, NULL);
+	for (long n; weft_chan_try_recv(noise, &n) == 0;)
+		atomic_fetch_add(&noise_recv, n);
+	if (atomic_load(&replies_ok) != 4 * (per_locker / 8))
+		fail("replies lost", 4 * (per_locker / 8) - atomic_load(&replies_ok));
+	if (atomic_load(&noise_sent) != atomic_load(&noise_recv))
+		fail("noise sums differ", atomic_load(&noise_sent) - atomic_load(&noise_recv));
+	weft_chan_free(requests);
+	weft_chan_free(noise);
 
 	weft_task *gt = weft_spawn_on(rt, group_rounds, rt);
 	group_rounds(rt); /* from this plain thread meanwhile */

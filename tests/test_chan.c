@@ -3,7 +3,8 @@
  * close (waiting senders get -EPIPE having sent nothing, receivers drain
  * then get -EPIPE), cancelled and timed-out sends and receives that take
  * no effect, plain threads on either side, a storm of expiring sends and
- * receives whose sums agree, FIFO per producer, and bad arguments.
+ * receives whose sums agree, FIFO per producer, and bad arguments; select
+ * over channels and oneshot receives.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -305,14 +306,15 @@ Test(chan, select_polls_takes_the_ready_case_and_times_out_at_once_with_timeout_
 	weft_chan *a = weft_chan_new(4, sizeof(long)), *b = weft_chan_new(4, sizeof(long));
 	long va = 0, vb = 0, x = 7;
 	cr_assert_eq(weft_chan_send(b, &x), 0);
-	weft_select_case cs[2] = {{WEFT_SELECT_RECV, a, &va, 1}, {WEFT_SELECT_RECV, b, &vb, 1}};
+	weft_select_case cs[2] = {{.kind = WEFT_SELECT_RECV, .chan = a, .elem = &va, .result = 1},
+	                          {.kind = WEFT_SELECT_RECV, .chan = b, .elem = &vb, .result = 1}};
 	cr_assert_eq(weft_select(cs, 2, 0), 1);
 	cr_assert_eq(cs[1].result, 0);
 	cr_assert_eq(vb, 7);
 	cr_assert_eq(weft_select(cs, 2, 0), -ETIMEDOUT);
 	cr_assert_eq(weft_select(cs, 0, 0), -EINVAL);
 	cr_assert_eq(weft_select(NULL, 1, 0), -EINVAL);
-	weft_select_case bad = {99, a, &va, 0};
+	weft_select_case bad = {.kind = 99, .chan = a, .elem = &va, .result = 0};
 	cr_assert_eq(weft_select(&bad, 1, 0), -EINVAL);
 	weft_chan_free(a);
 	weft_chan_free(b);
@@ -337,8 +339,10 @@ static void *select_task(void *arg)
 static struct selector *two_receives(weft_chan *a, weft_chan *b, int64_t timeout_ms)
 {
 	struct selector *s = calloc(1, sizeof *s);
-	s->cs[0] = (weft_select_case){WEFT_SELECT_RECV, a, &s->va, 1};
-	s->cs[1] = (weft_select_case){WEFT_SELECT_RECV, b, &s->vb, 1};
+	s->cs[0] = (weft_select_case){
+	        .kind = WEFT_SELECT_RECV, .chan = a, .elem = &s->va, .result = 1};
+	s->cs[1] = (weft_select_case){
+	        .kind = WEFT_SELECT_RECV, .chan = b, .elem = &s->vb, .result = 1};
 	s->timeout_ms = timeout_ms;
 	s->rc = 99;
 	return s;
@@ -376,8 +380,10 @@ Test(chan, a_select_send_completes_when_room_is_made)
 	long first = 1, mine = 2, got = 0;
 	cr_assert_eq(weft_chan_send(full, &first), 0);
 	struct selector *s = calloc(1, sizeof *s);
-	s->cs[0] = (weft_select_case){WEFT_SELECT_RECV, idle, &s->va, 1};
-	s->cs[1] = (weft_select_case){WEFT_SELECT_SEND, full, &mine, 1};
+	s->cs[0] = (weft_select_case){
+	        .kind = WEFT_SELECT_RECV, .chan = idle, .elem = &s->va, .result = 1};
+	s->cs[1] = (weft_select_case){
+	        .kind = WEFT_SELECT_SEND, .chan = full, .elem = &mine, .result = 1};
 	s->timeout_ms = -1;
 	weft_task *t = weft_spawn_on(rt, select_task, s);
 	wait_flag_thread(&s->waiting);
@@ -432,7 +438,8 @@ Test(chan, select_reports_a_closed_channel_and_starves_no_case)
 	weft_chan *a = weft_chan_new(4, sizeof(long)), *b = weft_chan_new(4, sizeof(long));
 	weft_chan_close(a);
 	long va, vb;
-	weft_select_case cs[2] = {{WEFT_SELECT_RECV, a, &va, 1}, {WEFT_SELECT_RECV, b, &vb, 1}};
+	weft_select_case cs[2] = {{.kind = WEFT_SELECT_RECV, .chan = a, .elem = &va, .result = 1},
+	                          {.kind = WEFT_SELECT_RECV, .chan = b, .elem = &vb, .result = 1}};
 	cr_assert_eq(weft_select(cs, 2, -1), 0);
 	cr_assert_eq(cs[0].result, -EPIPE);
 	weft_chan_free(a);
@@ -445,7 +452,8 @@ Test(chan, select_reports_a_closed_channel_and_starves_no_case)
 		weft_chan_send(a, &x);
 		weft_chan_send(b, &x);
 	}
-	weft_select_case cs2[2] = {{WEFT_SELECT_RECV, a, &va, 1}, {WEFT_SELECT_RECV, b, &vb, 1}};
+	weft_select_case cs2[2] = {{.kind = WEFT_SELECT_RECV, .chan = a, .elem = &va, .result = 1},
+	                           {.kind = WEFT_SELECT_RECV, .chan = b, .elem = &vb, .result = 1}};
 	int picked[2] = {0, 0};
 	for (int i = 0; i < 1000; i++) {
 		int r = weft_select(cs2, 2, 0);
@@ -456,6 +464,117 @@ Test(chan, select_reports_a_closed_channel_and_starves_no_case)
 	cr_assert_gt(picked[1], 200, "case 1 chosen %d times in 1000", picked[1]);
 	weft_chan_free(a);
 	weft_chan_free(b);
+}
+
+/* ------------------------------------------------------- oneshot in select */
+
+static struct selector *chan_or_oneshot(weft_chan *a, weft_oneshot *o, int64_t timeout_ms)
+{
+	struct selector *s = two_receives(a, a, timeout_ms);
+	s->cs[1] = (weft_select_case){
+	        .kind = WEFT_SELECT_ONESHOT, .oneshot = o, .elem = &s->vb, .result = 1};
+	return s;
+}
+
+/* Spawns a select over (a, o) and returns once it has had time to park. */
+static weft_task *parked_select(weft_runtime *rt, struct selector *s)
+{
+	weft_task *t = weft_spawn_on(rt, select_task, s);
+	wait_flag_thread(&s->waiting);
+	test_sleep_ms(20);
+	return t;
+}
+
+Test(chan, select_receives_a_oneshot_value_or_its_close_and_the_receiver_leaves)
+{
+	weft_runtime *rt = test_runtime(2);
+	weft_chan *a = weft_chan_new(4, sizeof(long));
+	long x = 41, y = 0;
+	/* Already sent: the poll takes it. */
+	weft_oneshot *o = weft_oneshot_new(sizeof(long));
+	cr_assert_eq(weft_oneshot_try_recv(o, &y), -EAGAIN);
+	cr_assert_eq(weft_oneshot_send(o, &x), 0);
+	struct selector *s = chan_or_oneshot(a, o, 0);
+	select_task(s);
+	cr_assert_eq(s->rc, 1);
+	cr_assert_eq(s->cs[1].result, 0);
+	cr_assert_eq(s->vb, 41);
+	free(s);
+	/* Sent while the select waits. */
+	o = weft_oneshot_new(sizeof(long));
+	s = chan_or_oneshot(a, o, -1);
+	weft_task *t = parked_select(rt, s);
+	x = 42;
+	cr_assert_eq(weft_oneshot_send(o, &x), 0, "the select's receiver left early");
+	cr_assert_eq(weft_join(t, NULL), 0);
+	cr_assert_eq(s->rc, 1);
+	cr_assert_eq(s->cs[1].result, 0);
+	cr_assert_eq(s->vb, 42);
+	free(s);
+	/* The sender leaves without sending while the select waits; and a
+	   plain thread's select. */
+	o = weft_oneshot_new(sizeof(long));
+	s = chan_or_oneshot(a, o, -1);
+	t = parked_select(rt, s);
+	weft_oneshot_drop_sender(o);
+	cr_assert_eq(weft_join(t, NULL), 0);
+	cr_assert_eq(s->rc, 1);
+	cr_assert_eq(s->cs[1].result, -EPIPE);
+	free(s);
+	o = weft_oneshot_new(sizeof(long));
+	weft_oneshot_drop_sender(o);
+	cr_assert_eq(weft_oneshot_try_recv(o, &y), -EPIPE);
+	weft_chan_free(a);
+	weft_runtime_free(rt);
+	assert_no_leaks(); /* and ASan: every oneshot was freed */
+}
+
+Test(chan, a_oneshot_case_that_did_not_fire_stays_in_place)
+{
+	weft_runtime *rt = test_runtime(2);
+	weft_chan *a = weft_chan_new(4, sizeof(long));
+	long x = 5, y = 0;
+	weft_oneshot *o = weft_oneshot_new(sizeof(long));
+	/* The channel wins. */
+	struct selector *s = chan_or_oneshot(a, o, -1);
+	weft_task *t = parked_select(rt, s);
+	cr_assert_eq(weft_chan_send(a, &x), 0);
+	cr_assert_eq(weft_join(t, NULL), 0);
+	cr_assert_eq(s->rc, 0);
+	cr_assert_eq(s->va, 5);
+	free(s);
+	/* Timed out, then cancelled. */
+	s = chan_or_oneshot(a, o, 20);
+	cr_assert_eq(weft_block_on(rt, select_task, s, NULL), 0);
+	cr_assert_eq(s->rc, -ETIMEDOUT);
+	free(s);
+	s = chan_or_oneshot(a, o, -1);
+	t = parked_select(rt, s);
+	weft_cancel(t);
+	cr_assert_eq(weft_join(t, NULL), WEFT_CANCELED);
+	cr_assert_eq(s->rc, -ECANCELED);
+	free(s);
+	/* The receiver is still there: the value is sent to it and received. */
+	x = 6;
+	cr_assert_eq(weft_oneshot_send(o, &x), 0, "a select that lost left the receiver");
+	cr_assert_eq(weft_oneshot_recv(o, &y), 0);
+	cr_assert_eq(y, 6);
+	/* Bad cases: a NULL oneshot, one oneshot twice. */
+	o = weft_oneshot_new(sizeof(long));
+	weft_select_case bad[2] = {{.kind = WEFT_SELECT_ONESHOT, .oneshot = NULL, .elem = &y},
+	                           {.kind = WEFT_SELECT_ONESHOT, .oneshot = o, .elem = &y}};
+	cr_assert_eq(weft_select(bad, 2, 0), -EINVAL);
+	bad[0].oneshot = o;
+	cr_assert_eq(weft_select(bad, 2, 0), -EINVAL);
+	cr_assert_eq(weft_select(&bad[1], 1, 0), -ETIMEDOUT);
+	cr_assert_eq(weft_oneshot_try_recv(NULL, &y), -EINVAL);
+	cr_assert_eq(weft_oneshot_try_recv(o, NULL), -EINVAL);
+	weft_oneshot_drop_receiver(o);
+	x = 7;
+	cr_assert_eq(weft_oneshot_send(o, &x), -EPIPE);
+	weft_chan_free(a);
+	weft_runtime_free(rt);
+	assert_no_leaks();
 }
 
 static void *recv_flag(void *arg)

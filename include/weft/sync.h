@@ -145,21 +145,31 @@ void weft_chan_close(weft_chan *c);
 void weft_chan_free(weft_chan *c);
 
 /*
- * Select (Go's select): waits until one of several channel operations can
- * take effect, performs exactly that one, and returns its index. Cases are
- * looked at from a random starting point, so none starves. A case's
- * `result` says how it took effect: 0, or -EPIPE for a closed channel (a
- * send on it sends nothing; a receive on it found it drained). timeout_ms:
- * -1 waits forever, 0 only polls, else at most that long (-ETIMEDOUT).
- * Returns the index, -ETIMEDOUT, -ECANCELED, or -EINVAL (no cases, more
- * than WEFT_SELECT_MAX, a NULL channel or element, an unknown kind). A
- * select that returns an error has performed no case.
+ * Select (Go's select): waits until one of several operations -- channel
+ * sends and receives, oneshot receives -- can take effect, performs
+ * exactly that one, and returns its index. Cases are looked at from a
+ * random starting point, so none starves. A case's `result` says how it
+ * took effect: 0, or -EPIPE for a closed channel (a send on it sends
+ * nothing; a receive on it found it drained) or a oneshot whose sender
+ * left without sending. A oneshot case that took effect is its receive:
+ * the receiver has left, as after weft_oneshot_recv() returned 0 or
+ * -EPIPE; a oneshot case that did not stays in place (receive it later,
+ * or drop it). timeout_ms: -1 waits forever, 0 only polls, else at most
+ * that long (-ETIMEDOUT). Returns the index, -ETIMEDOUT, -ECANCELED, or
+ * -EINVAL (no cases, more than WEFT_SELECT_MAX, a NULL channel, oneshot
+ * or element, an unknown kind, one oneshot in two cases). A select that
+ * returns an error has performed no case. Write cases with designated
+ * initializers: {.kind = WEFT_SELECT_RECV, .chan = c, .elem = &v}.
  */
-enum { WEFT_SELECT_SEND = 1, WEFT_SELECT_RECV = 2 };
+enum { WEFT_SELECT_SEND = 1, WEFT_SELECT_RECV = 2, WEFT_SELECT_ONESHOT = 3 };
 #define WEFT_SELECT_MAX 64
+typedef struct weft_oneshot weft_oneshot;
 typedef struct weft_select_case {
-	int kind; /* WEFT_SELECT_SEND or WEFT_SELECT_RECV */
-	weft_chan *chan;
+	int kind; /* WEFT_SELECT_SEND, _RECV (chan) or _ONESHOT (oneshot) */
+	union {
+		weft_chan *chan;       /* SEND and RECV */
+		weft_oneshot *oneshot; /* ONESHOT: a receive */
+	};
 	void *elem; /* the element to send, or where the received one goes */
 	int result; /* set for the case that took effect */
 } weft_select_case;
@@ -212,8 +222,8 @@ void weft_group_destroy(weft_group *g);
  * weft_oneshot_drop_sender(). The receiver leaves when weft_oneshot_recv()
  * returns 0 or -EPIPE, or by weft_oneshot_drop_receiver(); a recv that returns
  * -ECANCELED leaves the receiver in place (it may wait again or drop).
+ * A oneshot receive may also be a case of weft_select().
  */
-typedef struct weft_oneshot weft_oneshot;
 
 /* NULL: elem_size 0, or out of memory. */
 weft_oneshot *weft_oneshot_new(size_t elem_size);
@@ -227,6 +237,11 @@ int weft_oneshot_send(weft_oneshot *o, const void *elem);
    left without sending; -ECANCELED (nothing consumed); -EINVAL for NULL
    arguments. */
 int weft_oneshot_recv(weft_oneshot *o, void *elem);
+
+/* Receives without waiting: 0 (the receiver has left), -EPIPE (the sender
+   left without sending; the receiver has left too), -EAGAIN (nothing yet),
+   -EINVAL. */
+int weft_oneshot_try_recv(weft_oneshot *o, void *elem);
 
 /* The sender leaves without sending: the receiver gets -EPIPE. */
 void weft_oneshot_drop_sender(weft_oneshot *o);
