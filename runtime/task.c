@@ -40,13 +40,14 @@ void weft__task_wake(struct weft_task *t)
 	do {
 		if (prev & WEFT__T_COMPLETE)
 			return;
-		if (prev & WEFT__T_SCHEDULED) {
-			if (prev & WEFT__T_NOTIFIED)
-				return;
-			next = prev | WEFT__T_NOTIFIED;
-		} else {
-			next = prev | WEFT__T_SCHEDULED;
-		}
+		/* Already NOTIFIED: write it again all the same. The waker
+		   published something before waking (a waiter's state); the
+		   task's next park must be ordered after that in this word's
+		   modification order, or it may clear the old NOTIFIED, look
+		   before the publication is visible, and sleep with nobody left
+		   to wake it (found by the lock-free channel's 4-producer
+		   benchmark, 3 hangs in 100 runs). */
+		next = prev | ((prev & WEFT__T_SCHEDULED) ? WEFT__T_NOTIFIED : WEFT__T_SCHEDULED);
 	} while (!atomic_compare_exchange_weak_explicit(
 	        &t->state, &prev, next, memory_order_acq_rel, memory_order_acquire));
 	if (!(prev & WEFT__T_SCHEDULED)) {
