@@ -5,7 +5,8 @@
  * a semaphore whose permits are taken n at a time under expiring scopes
  * (every permit comes back: the full count can be taken at the end, and
  * never more are out than exist), oneshot replies raced against a noise
- * channel in selects with random timeouts (each reply exactly once), and
+ * channel in selects with random timeouts (each reply exactly once),
+ * channels freed by their consumer the moment it sees them closed, and
  * notify ping-pong between tasks and
  * threads, where a lost wake-up hangs (the alarm fails the test). A plain
  * main() program (it runs under TSan too).
@@ -309,6 +310,55 @@ static void *noise_maker(void *arg)
 	return NULL;
 }
 
+/* ------------------------------------------------- free as soon as closed */
+
+/* The consumer frees the channel the moment it finds it closed and
+   drained, while the producer that closed it may still be inside close
+   (TSan flags close's late accesses if close is not done by then). */
+struct closing_round {
+	weft_chan *c;
+	_Atomic long producing;
+	_Atomic int freed;
+};
+
+static void *round_producer(void *arg)
+{
+	struct closing_round *r = arg;
+	for (long v = 0; v < 64; v++)
+		if (weft_chan_send(r->c, &v) != 0)
+			fail("round send", v);
+	if (atomic_fetch_sub(&r->producing, 1) == 1)
+		weft_chan_close(r->c);
+	return NULL;
+}
+
+static void *round_consumer(void *arg)
+{
+	struct closing_round *r = arg;
+	long v, got = 0;
+	while (weft_chan_recv(r->c, &v) == 0)
+		got++;
+	if (got != 128)
+		fail("round lost messages", got);
+	weft_chan_free(r->c);
+	atomic_store(&r->freed, 1);
+	return NULL;
+}
+
+static void free_on_close_rounds(weft_runtime *rt)
+{
+	for (int i = 0; i < 1500; i++) {
+		struct closing_round r = {.c = weft_chan_new(4, sizeof(long)), .producing = 2};
+		weft_task *t[3] = {weft_spawn_on(rt, round_producer, &r),
+		                   weft_spawn_on(rt, round_producer, &r),
+		                   weft_spawn_on(rt, round_consumer, &r)};
+		for (int j = 0; j < 3; j++)
+			weft_join(t[j], NULL);
+		if (!atomic_load(&r.freed))
+			fail("round not finished", i);
+	}
+}
+
 /* ------------------------------------------------------------------ group */
 
 static void *child_value(void *arg)
@@ -486,6 +536,8 @@ int main(void)
 		fail("noise sums differ", atomic_load(&noise_sent) - atomic_load(&noise_recv));
 	weft_chan_free(requests);
 	weft_chan_free(noise);
+
+	free_on_close_rounds(rt);
 
 	weft_task *gt = weft_spawn_on(rt, group_rounds, rt);
 	group_rounds(rt); /* from this plain thread meanwhile */
