@@ -395,7 +395,7 @@ weft_task *weft_spawn_blocking_at(weft_runtime *rt, weft_fn fn, void *arg, const
 	if (!t)
 		return NULL;
 	weft__task_init(t, rt, &job_vtable, fn, arg, file, line);
-	t->id = job_id(rt);
+	weft__task_set_id(t, job_id(rt));
 	if (submit(&rt->blocking, t) < 0) {
 		weft__task_free(t);
 		return NULL;

@@ -20,6 +20,7 @@
 #include <weft/blocking.h>
 #include <weft/io.h>
 #include <weft/net.h>
+#include <weft/observe.h>
 #include <weft/runtime.h>
 #include <weft/task.h>
 #include <weft/sync.h>

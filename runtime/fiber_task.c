@@ -53,7 +53,7 @@ static void misuse_abort(struct weft_task *t, const char *what)
 static void begin_running(struct weft__tls *tls, struct weft__thread *th, struct weft_task *t)
 {
 	tls->task = t;
-	atomic_store_explicit(&th->running, t, memory_order_relaxed);
+	atomic_store_explicit(&th->running, t, memory_order_release); /* the monitor reads t */
 	t->budget = WEFT__BUDGET;
 	*weft__errno() = t->saved_errno;
 }
@@ -168,7 +168,7 @@ static void run_function(struct weft_task *t)
 	if (t->pin_depth && !t->pinned_to)
 		t->pinned_to = th; /* spawned pinned: bound where it first runs */
 	if (!t->id)
-		t->id = weft__next_task_id(th->rt, th->worker); /* spawned from outside */
+		weft__task_set_id(t, weft__next_task_id(th->rt, th->worker)); /* spawned outside */
 	t->saved_errno = 0;
 	begin_running(tls, th, t);
 	t->result = t->fn(t->arg);

@@ -13,6 +13,7 @@
 #include "../blocking/pool.h"
 #include "idle.h"
 #include "inject.h"
+#include "monitor.h"
 #include "registry.h"
 #include "worker.h"
 
@@ -32,6 +33,7 @@ struct weft_runtime {
 	struct weft__registry reg;
 	struct weft__stack_depot stacks;
 	struct weft__blocking blocking;
+	struct weft__monitor monitor;
 	_Atomic bool closed;   /* shutdown began: no spawns, every wait cancelled */
 	_Atomic bool stopping; /* workers exit once idle */
 

@@ -58,6 +58,19 @@ static unsigned env_unsigned(const char *name, unsigned dflt)
 	return (*end == '\0' && n > 0 && n <= WEFT_MAX_WORKERS) ? (unsigned)n : dflt;
 }
 
+/* WEFT_STALL_MS: a threshold in ms, or "off". */
+static unsigned env_stall_ms(unsigned dflt)
+{
+	const char *v = getenv("WEFT_STALL_MS");
+	if (!v || !*v)
+		return dflt;
+	if (!strcmp(v, "off"))
+		return WEFT_DISABLED;
+	char *end;
+	unsigned long n = strtoul(v, &end, 10);
+	return (*end == '\0' && n > 0 && n < WEFT_DISABLED) ? (unsigned)n : dflt;
+}
+
 static int env_io_backend(void)
 {
 	const char *v = getenv("WEFT_IO");
@@ -96,7 +109,7 @@ void weft_config_init(weft_config *cfg)
 	cfg->blocking_keepalive_ms = 10000;
 	cfg->global_queue_interval = DEFAULT_GQI;
 	cfg->shutdown_grace_ms = DEFAULT_GRACE_MS;
-	cfg->stall_threshold_ms = 100;
+	cfg->stall_threshold_ms = env_stall_ms(100);
 	cfg->handoff_ms = 10;
 	cfg->io_backend = env_io_backend();
 	cfg->spin_us = DEFAULT_SPIN_US;
@@ -273,6 +286,11 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
 		free_runtime_memory(rt);
 		return NULL;
 	}
+	if (weft__monitor_start(rt) < 0) {
+		stop_and_join(rt, rt->nworkers);
+		free_runtime_memory(rt);
+		return NULL;
+	}
 	return rt;
 }
 
@@ -387,6 +405,7 @@ int weft_runtime_shutdown(weft_runtime *rt, int64_t grace_ms)
 		rt->leaked = true;
 		result = -ETIMEDOUT;
 	}
+	weft__monitor_stop(rt);
 	stop_and_join(rt, rt->nworkers);
 	rt->shutdown_done = true;
 	rt->shutdown_result = result;

@@ -92,9 +92,7 @@ void weft__task_init(struct weft_task *t, weft_runtime *rt, const struct weft__t
 	t->arg = arg;
 	t->result = NULL;
 	t->scope = NULL;
-	t->name = NULL;
-	t->file = file ? file : "?";
-	t->line = line;
+	weft__task_set_site(t, NULL, file ? file : "?", line);
 	t->magic = WEFT__TASK_MAGIC;
 }
 
@@ -131,16 +129,16 @@ weft_task *weft_spawn_at(weft_runtime *rt, weft_fn fn, void *arg, const weft_spa
 	t->stack_size = stack_size;
 	t->pinned_spawn = opts && opts->pinned;
 	t->pin_depth = t->pinned_spawn;
-	t->name = opts ? opts->name : NULL;
+	weft__task_set_site(t, opts ? opts->name : NULL, file ? file : "?", line);
 	struct weft__thread *th = tls->thread;
 	if (th && th->rt == rt) {
-		t->id = count_local_spawn(rt, th);
+		weft__task_set_id(t, count_local_spawn(rt, th));
 		weft__task_schedule(t, WEFT__SCHED_WAKE);
 		return t;
 	}
 	/* From outside the workers: counted (and refused once shut down)
 	   under the injector's lock; the id is given when the task first runs. */
-	t->id = 0;
+	weft__task_set_id(t, 0);
 	if (weft__inject_push_spawn(&rt->inject, t) < 0) {
 		weft__task_free(t);
 		return NULL;

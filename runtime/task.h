@@ -111,6 +111,24 @@ static inline uint64_t weft__task_state(struct weft_task *t)
 	return atomic_load_explicit(&t->state, memory_order_acquire);
 }
 
+/* A task's identity (id, name, spawn site) is read by the stall monitor
+   while the task runs, and a header may be recycled for a new task while
+   the monitor still looks: the fields are written and read with relaxed
+   atomic accesses (plain moves), so that reading a recycled header is a
+   stale value, not a data race. */
+static inline void weft__task_set_id(struct weft_task *t, uint64_t id)
+{
+	__atomic_store_n(&t->id, id, __ATOMIC_RELAXED);
+}
+
+static inline void weft__task_set_site(struct weft_task *t, const char *name, const char *file,
+                                       int line)
+{
+	__atomic_store_n(&t->name, name, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->file, file, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->line, line, __ATOMIC_RELAXED);
+}
+
 static inline void weft__task_ref(struct weft_task *t)
 {
 	atomic_fetch_add_explicit(&t->state, WEFT__T_REF_ONE, memory_order_relaxed);

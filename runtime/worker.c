@@ -36,6 +36,8 @@
 #include <limits.h>
 #include <sched.h>
 #include <stdio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -340,7 +342,8 @@ struct weft_task *weft__next_runnable(struct weft__thread *th)
 	struct weft__worker *w = th->worker;
 	struct weft_task *t;
 
-	w->tick++;
+	atomic_store_explicit(&w->tick, atomic_load_explicit(&w->tick, memory_order_relaxed) + 1,
+	                      memory_order_relaxed);
 	poll_timers(w);
 	if (--w->gq_countdown == 0) {
 		w->gq_countdown = rt->cfg.global_queue_interval;
@@ -538,6 +541,7 @@ void *weft__worker_main(void *arg)
 	struct weft__tls *tls = weft__tls();
 	tls->thread = th;
 	tls->rt = th->rt;
+	th->tid = (pid_t)syscall(SYS_gettid);
 	tls->task = NULL;
 	weft__fiber_init_thread(&th->sched);
 	th->altstack = weft__overflow_thread_init();

@@ -17,6 +17,9 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
+
+#include <weft/observe.h>
 
 #include "fiber.h"
 #include "park.h"
@@ -40,7 +43,7 @@ struct weft__worker {
 	struct weft__lqueue lq; /* stealable */
 	struct weft_task *lifo; /* runs next; not stealable */
 	unsigned lifo_runs;
-	uint32_t tick;
+	_Atomic uint32_t tick; /* task switches: the monitor samples it */
 	unsigned index;
 	uint64_t rng;
 	struct weft__stack_pool stacks;
@@ -85,7 +88,10 @@ struct weft__thread {
 	struct weft__poller poller; /* its epoll (epoll backend, or no ring) */
 	struct weft__bufs bufs;     /* lent receive buffers, made at first use */
 	void *altstack;
-	struct weft_task *_Atomic running; /* for shutdown's report of stragglers */
+	struct weft_task *_Atomic running; /* shutdown's stragglers, the monitor */
+	pid_t tid;                         /* the OS thread's id (the monitor's /proc look) */
+	_Atomic int bt_n;                  /* the monitor's backtrace request: -1 asked */
+	void *bt[WEFT_STALL_MAX_FRAMES];
 
 	/* Tasks pinned to this thread that became runnable: never stolen. */
 	_Alignas(64) _Atomic unsigned inbox_len;

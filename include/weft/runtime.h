@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <weft/observe.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -32,17 +34,20 @@ typedef void *(*weft_fn)(void *arg);
 #define WEFT_MAX_STACK_SIZE (256u * 1024 * 1024)
 
 typedef struct weft_config {
-	unsigned workers;               /* default: number of CPUs; env WEFT_WORKERS */
-	size_t stack_size;              /* usable stack per task, default 64 KiB */
-	unsigned max_blocking_threads;  /* default 512 */
-	unsigned blocking_keepalive_ms; /* default 10000 */
-	unsigned global_queue_interval; /* ticks between injector checks, default 61 */
-	unsigned shutdown_grace_ms;     /* default 5000 */
-	unsigned stall_threshold_ms;    /* default 100; WEFT_DISABLED: no monitor */
-	unsigned handoff_ms;            /* default 10 */
-	int io_backend;                 /* WEFT_IO_AUTO (default), _URING, _EPOLL; env WEFT_IO */
-	unsigned spin_us;               /* how long an idle worker looks for work before it
-	                                   sleeps, default 50; WEFT_DISABLED: sleep at once */
+	unsigned workers;                 /* default: number of CPUs; env WEFT_WORKERS */
+	size_t stack_size;                /* usable stack per task, default 64 KiB */
+	unsigned max_blocking_threads;    /* default 512 */
+	unsigned blocking_keepalive_ms;   /* default 10000 */
+	unsigned global_queue_interval;   /* ticks between injector checks, default 61 */
+	unsigned shutdown_grace_ms;       /* default 5000 */
+	unsigned stall_threshold_ms;      /* default 100; WEFT_DISABLED: no monitor; env
+	                                     WEFT_STALL_MS (a number, or "off") */
+	unsigned handoff_ms;              /* default 10 */
+	int io_backend;                   /* WEFT_IO_AUTO (default), _URING, _EPOLL; env WEFT_IO */
+	unsigned spin_us;                 /* how long an idle worker looks for work before it
+	                                     sleeps, default 50; WEFT_DISABLED: sleep at once */
+	weft_stall_handler stall_handler; /* NULL: stall reports go to stderr (observe.h) */
+	void *stall_handler_arg;
 } weft_config;
 
 /* Fills *cfg with the defaults, then applies environment overrides

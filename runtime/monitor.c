@@ -1,0 +1,344 @@
+/*
+ * The stall monitor; see monitor.h and include/weft/observe.h.
+ *
+ * Each period the monitor reads, for every worker, the task it runs (a
+ * release store at every switch) and its switch counter. A worker seen
+ * running the same task at the same count stalls from the first such
+ * sample on. Once a stall reaches the threshold, the monitor looks in
+ * /proc/self/task/TID/syscall whether the thread is in a system call; if
+ * not, it asks the thread for a backtrace with a signal (WEFT__BT_SIGNAL,
+ * handled on the worker's alternate stack; backtrace() was warmed up here
+ * first, so its lazy loading of the unwinder does not happen in the
+ * handler). A blocked thread is never signalled: its call would see
+ * EINTR. A report is dropped if the worker moved on while it was being
+ * made.
+ *
+ * The task header is read by the monitor while its worker runs it: its
+ * identity fields are written before it first runs (the release store of
+ * `running` orders them), and the worker is re-checked afterwards.
+ */
+#include "monitor.h"
+
+#include <errno.h>
+#include <execinfo.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "futex.h"
+#include "rt.h"
+#include "spin.h"
+#include "task.h"
+#include "tls.h"
+#include "worker.h"
+
+#define WEFT__BT_SIGNAL (SIGRTMAX - 1)
+#define REPORTS_PER_MINUTE 10
+#define BT_WAIT_NS (50 * 1000000ull)
+#define MIN_PERIOD_NS (1000000ull)
+#define MAX_PERIOD_NS (25 * 1000000ull)
+
+/* ------------------------------------------------- the backtrace signal */
+
+static void on_bt_signal(int sig)
+{
+	(void)sig;
+	int saved = errno;
+	struct weft__thread *th = weft__tls()->thread;
+	if (th && atomic_load_explicit(&th->bt_n, memory_order_acquire) == -1) {
+		int n = backtrace(th->bt, WEFT_STALL_MAX_FRAMES);
+		atomic_store_explicit(&th->bt_n, n, memory_order_release);
+	}
+	errno = saved;
+}
+
+static pthread_once_t bt_once = PTHREAD_ONCE_INIT;
+static bool bt_ready;
+
+static void install_bt_signal(void)
+{
+	void *warm[4];
+	backtrace(warm, 4); /* loads the unwinder now, not in the handler */
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_bt_signal;
+	sa.sa_flags = SA_ONSTACK | SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	bt_ready = sigaction(WEFT__BT_SIGNAL, &sa, NULL) == 0;
+}
+
+/* -------------------------------------------------------- system calls */
+
+static const struct {
+	long nr;
+	const char *name;
+} syscall_names[] = {
+        {SYS_read, "read"},
+        {SYS_write, "write"},
+        {SYS_readv, "readv"},
+        {SYS_writev, "writev"},
+        {SYS_pread64, "pread64"},
+        {SYS_pwrite64, "pwrite64"},
+        {SYS_openat, "openat"},
+        {SYS_fsync, "fsync"},
+        {SYS_fdatasync, "fdatasync"},
+        {SYS_flock, "flock"},
+        {SYS_nanosleep, "nanosleep"},
+        {SYS_clock_nanosleep, "clock_nanosleep"},
+        {SYS_futex, "futex"},
+        {SYS_ppoll, "ppoll"},
+        {SYS_pselect6, "pselect6"},
+        {SYS_epoll_pwait, "epoll_pwait"},
+        {SYS_accept, "accept"},
+        {SYS_accept4, "accept4"},
+        {SYS_connect, "connect"},
+        {SYS_recvfrom, "recvfrom"},
+        {SYS_sendto, "sendto"},
+        {SYS_recvmsg, "recvmsg"},
+        {SYS_sendmsg, "sendmsg"},
+        {SYS_wait4, "wait4"},
+        {SYS_waitid, "waitid"},
+        {SYS_rt_sigsuspend, "rt_sigsuspend"},
+        {SYS_rt_sigtimedwait, "rt_sigtimedwait"},
+        {SYS_sched_yield, "sched_yield"},
+#ifdef SYS_poll
+        {SYS_poll, "poll"},
+#endif
+#ifdef SYS_select
+        {SYS_select, "select"},
+#endif
+#ifdef SYS_epoll_wait
+        {SYS_epoll_wait, "epoll_wait"},
+#endif
+#ifdef SYS_pause
+        {SYS_pause, "pause"},
+#endif
+#ifdef SYS_io_uring_enter
+        {SYS_io_uring_enter, "io_uring_enter"},
+#endif
+};
+
+static const char *syscall_name(long nr)
+{
+	for (size_t i = 0; i < sizeof syscall_names / sizeof syscall_names[0]; i++)
+		if (syscall_names[i].nr == nr)
+			return syscall_names[i].name;
+	return "";
+}
+
+/* The system call thread tid is in: its number, -1 when it runs in user
+   space, -2 when that cannot be told. */
+static long current_syscall(pid_t tid)
+{
+	char path[64], buf[128];
+	snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -2;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return -2;
+	buf[n] = '\0';
+	if (!strncmp(buf, "running", 7))
+		return -1;
+	char *end;
+	long nr = strtol(buf, &end, 10);
+	return end == buf || nr < 0 ? -2 : nr;
+}
+
+/* --------------------------------------------------------------- reports */
+
+void weft_stall_report_print(const weft_stall_report *r, int fd)
+{
+	char extra[96] = "";
+	if (r->report > 1 || r->suppressed)
+		snprintf(extra, sizeof extra, " [report %u of this stall%s%u suppressed before]",
+		         r->report, r->suppressed ? "; " : "", r->suppressed);
+	dprintf(fd,
+	        "weft: stall: worker %u has run task %llu \"%s\" (spawned at %s:%d) for %llu ms "
+	        "without switching%s; ",
+	        r->worker, (unsigned long long)r->task_id, r->name, r->file, r->line,
+	        (unsigned long long)r->run_ms, extra);
+	if (r->blocked) {
+		dprintf(fd, "it is blocked in system call %s (%ld)\n",
+		        *r->syscall_name ? r->syscall_name : "?", r->syscall);
+	} else if (r->nframes > 0) {
+		dprintf(fd, "it is running:\n");
+		backtrace_symbols_fd((void *const *)r->frames, r->nframes, fd);
+	} else {
+		dprintf(fd, "it is running (no backtrace)\n");
+	}
+}
+
+/* Asks th for its backtrace; the number of frames copied (0 if none came). */
+static int take_backtrace(struct weft__thread *th, void **frames)
+{
+	if (!bt_ready)
+		return 0;
+	atomic_store_explicit(&th->bt_n, -1, memory_order_release);
+	if (pthread_kill(th->pthread, WEFT__BT_SIGNAL) != 0)
+		return 0;
+	uint64_t until = weft__mono_ns() + BT_WAIT_NS;
+	int n;
+	while ((n = atomic_load_explicit(&th->bt_n, memory_order_acquire)) < 0) {
+		if (weft__mono_ns() >= until) {
+			/* Too late: stop a late handler from writing. */
+			int expect = -1;
+			if (atomic_compare_exchange_strong(&th->bt_n, &expect, 0))
+				return 0;
+			n = expect;
+			break;
+		}
+		struct timespec pause = {0, 100000};
+		nanosleep(&pause, NULL);
+	}
+	memcpy(frames, th->bt, (size_t)n * sizeof *frames);
+	return n;
+}
+
+/* True when the rate limit lets a report through now. */
+static bool admit(struct weft__monitor *m, uint64_t now)
+{
+	if (now - m->window_start_ns >= 60 * 1000000000ull) {
+		m->window_start_ns = now;
+		m->window_reports = 0;
+	}
+	if (m->window_reports >= REPORTS_PER_MINUTE) {
+		m->suppressed++;
+		return false;
+	}
+	m->window_reports++;
+	return true;
+}
+
+static bool still_stuck(struct weft__thread *th, const struct weft__watch *w)
+{
+	return atomic_load_explicit(&th->running, memory_order_acquire) == w->task &&
+	       atomic_load_explicit(&th->worker->tick, memory_order_relaxed) == w->tick;
+}
+
+static void report(struct weft_runtime *rt, unsigned i, struct weft__watch *w, uint64_t now)
+{
+	struct weft__monitor *m = &rt->monitor;
+	struct weft__thread *th = &rt->threads[i];
+	struct weft_task *t = w->task;
+	weft_stall_report r;
+	memset(&r, 0, sizeof r);
+	r.worker = i;
+	const char *name = __atomic_load_n(&t->name, __ATOMIC_RELAXED);
+	const char *file = __atomic_load_n(&t->file, __ATOMIC_RELAXED);
+	r.task_id = __atomic_load_n(&t->id, __ATOMIC_RELAXED);
+	r.name = name ? name : "";
+	r.file = file ? file : "?";
+	r.line = __atomic_load_n(&t->line, __ATOMIC_RELAXED);
+	r.run_ms = (now - w->since_ns) / 1000000;
+	r.report = w->reports + 1;
+	r.syscall = current_syscall(th->tid);
+	r.blocked = r.syscall >= 0;
+	r.syscall_name = r.blocked ? syscall_name(r.syscall) : "";
+	if (!r.blocked) {
+		r.syscall = -1;
+		r.nframes = take_backtrace(th, r.frames);
+	}
+	if (!still_stuck(th, w))
+		return; /* it moved on meanwhile: what we read may be stale */
+	w->reports++;
+	atomic_fetch_add_explicit(&m->stalls, 1, memory_order_relaxed);
+	if (!admit(m, now))
+		return;
+	r.suppressed = m->suppressed;
+	m->suppressed = 0;
+	if (m->handler)
+		m->handler(&r, m->handler_arg);
+	else
+		weft_stall_report_print(&r, STDERR_FILENO);
+}
+
+static void check_worker(struct weft_runtime *rt, unsigned i, uint64_t now)
+{
+	struct weft__monitor *m = &rt->monitor;
+	struct weft__thread *th = &rt->threads[i];
+	struct weft__watch *w = &m->watch[i];
+	struct weft_task *t = atomic_load_explicit(&th->running, memory_order_acquire);
+	uint32_t tick = atomic_load_explicit(&th->worker->tick, memory_order_relaxed);
+	if (!t || t != w->task || tick != w->tick) {
+		w->task = t;
+		w->tick = tick;
+		w->since_ns = now;
+		w->next_report_ns = m->stall_ns;
+		w->reports = 0;
+		return;
+	}
+	if (now - w->since_ns < w->next_report_ns)
+		return;
+	/* Again when it has lasted twice as long as now. */
+	w->next_report_ns = 2 * (now - w->since_ns);
+	report(rt, i, w, now);
+}
+
+static void *monitor_main(void *arg)
+{
+	struct weft_runtime *rt = arg;
+	struct weft__monitor *m = &rt->monitor;
+	sigset_t all;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL); /* the program's signals are not ours */
+	m->window_start_ns = weft__mono_ns();
+	struct timespec period = {(time_t)(m->period_ns / 1000000000ull),
+	                          (long)(m->period_ns % 1000000000ull)};
+	while (!atomic_load_explicit(&m->stop, memory_order_acquire)) {
+		weft__futex_wait(&m->stop, 0, &period);
+		uint64_t now = weft__mono_ns();
+		for (unsigned i = 0; i < rt->nworkers; i++)
+			check_worker(rt, i, now);
+	}
+	return NULL;
+}
+
+int weft__monitor_start(struct weft_runtime *rt)
+{
+	struct weft__monitor *m = &rt->monitor;
+	if (rt->cfg.stall_threshold_ms == WEFT_DISABLED)
+		return 0;
+	pthread_once(&bt_once, install_bt_signal);
+	m->stall_ns = (uint64_t)rt->cfg.stall_threshold_ms * 1000000ull;
+	m->period_ns = m->stall_ns / 4;
+	if (m->period_ns < MIN_PERIOD_NS)
+		m->period_ns = MIN_PERIOD_NS;
+	if (m->period_ns > MAX_PERIOD_NS)
+		m->period_ns = MAX_PERIOD_NS;
+	m->handler = rt->cfg.stall_handler;
+	m->handler_arg = rt->cfg.stall_handler_arg;
+	m->watch = calloc(rt->nworkers, sizeof *m->watch);
+	if (!m->watch)
+		return -ENOMEM;
+	atomic_init(&m->stop, 0);
+	int rc = pthread_create(&m->thread, NULL, monitor_main, rt);
+	if (rc) {
+		free(m->watch);
+		m->watch = NULL;
+		return -rc;
+	}
+	pthread_setname_np(m->thread, "weft-monitor");
+	m->started = true;
+	return 0;
+}
+
+void weft__monitor_stop(struct weft_runtime *rt)
+{
+	struct weft__monitor *m = &rt->monitor;
+	if (!m->started)
+		return;
+	atomic_store_explicit(&m->stop, 1, memory_order_release);
+	weft__futex_wake(&m->stop, 1);
+	pthread_join(m->thread, NULL);
+	m->started = false;
+	free(m->watch);
+	m->watch = NULL;
+}

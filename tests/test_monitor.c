@@ -1,0 +1,249 @@
+/*
+ * The stall monitor: a task that spins without switching is reported with
+ * its name, spawn site and a backtrace that passes through it; a task
+ * blocked in a system call is reported as blocked in that call, which is
+ * not interrupted; a stall that goes on is reported again at twice its
+ * length; WEFT_DISABLED starts no monitor thread. Event-based: each hog
+ * runs until the reports it waits for arrived (a 10 s escape hatch fails
+ * the test).
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tests/common.h"
+
+#define MS 1000000ull
+#define ESCAPE_NS (10000 * MS)
+#define KEEP 8
+
+TestSuite(monitor, .timeout = 60);
+
+struct seen {
+	pthread_mutex_t lock;
+	int count;
+	weft_stall_report r[KEEP];
+	char name[KEEP][32], file[KEEP][256], sys[KEEP][32];
+	_Atomic int reports;
+	int want; /* reports the hog waits for */
+};
+
+static void record(const weft_stall_report *r, void *arg)
+{
+	struct seen *s = arg;
+	pthread_mutex_lock(&s->lock);
+	if (s->count < KEEP) {
+		s->r[s->count] = *r;
+		snprintf(s->name[s->count], sizeof s->name[0], "%s", r->name);
+		snprintf(s->file[s->count], sizeof s->file[0], "%s", r->file);
+		snprintf(s->sys[s->count], sizeof s->sys[0], "%s", r->syscall_name);
+	}
+	s->count++;
+	atomic_store(&s->reports, s->count);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static weft_runtime *monitored(struct seen *s, unsigned threshold_ms)
+{
+	pthread_mutex_init(&s->lock, NULL);
+	weft_config cfg;
+	weft_config_init(&cfg);
+	cfg.workers = 2;
+	cfg.stall_threshold_ms = threshold_ms;
+	cfg.stall_handler = record;
+	cfg.stall_handler_arg = s;
+	return weft_runtime_new(&cfg);
+}
+
+/* Spins without a weft call until the monitor reported s->want times;
+   returns 1 if the escape hatch fired instead. */
+__attribute__((noinline)) static void *hog(void *arg)
+{
+	struct seen *s = arg;
+	uint64_t give_up = test_now_ns() + ESCAPE_NS;
+	while (atomic_load(&s->reports) < s->want)
+		if (test_now_ns() > give_up)
+			return (void *)1;
+	return NULL;
+}
+
+static bool frame_in(const weft_stall_report *r, void *fn, size_t len)
+{
+	for (int i = 0; i < r->nframes; i++)
+		if ((char *)r->frames[i] >= (char *)fn && (char *)r->frames[i] < (char *)fn + len)
+			return true;
+	return false;
+}
+
+Test(monitor, a_spinning_task_is_reported_with_its_name_spawn_site_and_backtrace)
+{
+	struct seen s = {.want = 1};
+	weft_runtime *rt = monitored(&s, 50);
+	weft_spawn_opts opts = {.name = "hog"};
+	int line = __LINE__ + 1;
+	weft_task *t = weft_spawn_ex(rt, hog, &s, &opts);
+	void *escaped;
+	cr_assert_eq(weft_join(t, &escaped), 0);
+	cr_assert_null(escaped, "no stall report within 10 s");
+	cr_assert_str_eq(s.name[0], "hog");
+	cr_assert(strstr(s.file[0], "test_monitor.c"), "spawn site %s", s.file[0]);
+	cr_assert_eq(s.r[0].line, line);
+	cr_assert_not(s.r[0].blocked);
+	cr_assert_eq(s.r[0].syscall, -1);
+	cr_assert_geq(s.r[0].run_ms, 50);
+	cr_assert_eq(s.r[0].report, 1);
+	cr_assert_gt(s.r[0].nframes, 0, "no backtrace");
+	cr_assert(frame_in(&s.r[0], (void *)hog, 512),
+	          "the backtrace does not pass through the hog");
+	weft_runtime_free(rt);
+}
+
+Test(monitor, a_stall_that_goes_on_is_reported_again_at_twice_its_length)
+{
+	struct seen s = {.want = 3};
+	weft_runtime *rt = monitored(&s, 20);
+	void *escaped;
+	cr_assert_eq(weft_block_on(rt, hog, &s, &escaped), 0);
+	cr_assert_null(escaped, "fewer than 3 reports within 10 s");
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(s.r[i].report, (unsigned)i + 1);
+		cr_assert_eq(s.r[i].task_id, s.r[0].task_id);
+	}
+	cr_assert_geq(s.r[1].run_ms, 2 * s.r[0].run_ms);
+	cr_assert_geq(s.r[2].run_ms, 2 * s.r[1].run_ms);
+	weft_runtime_free(rt);
+}
+
+struct blocker {
+	struct seen *s;
+	int fd;
+	ssize_t got;
+	int err;
+};
+
+static void *read_blocking(void *arg)
+{
+	struct blocker *b = arg;
+	char c;
+	b->got = read(b->fd, &c, 1); /* a plain blocking read: the stall */
+	b->err = b->got < 0 ? errno : 0;
+	return NULL;
+}
+
+static void wait_reports(struct seen *s, int n)
+{
+	uint64_t give_up = test_now_ns() + ESCAPE_NS;
+	while (atomic_load(&s->reports) < n) {
+		cr_assert_lt(test_now_ns(), give_up, "no stall report within 10 s");
+		test_sleep_ms(5);
+	}
+}
+
+Test(monitor, a_task_blocked_in_a_system_call_is_named_and_not_interrupted)
+{
+	struct seen s = {0};
+	weft_runtime *rt = monitored(&s, 50);
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	struct blocker b = {.s = &s, .fd = p[0]};
+	weft_spawn_opts opts = {.name = "reader"};
+	weft_task *t = weft_spawn_ex(rt, read_blocking, &b, &opts);
+	wait_reports(&s, 1);
+	cr_assert_eq(write(p[1], "x", 1), 1);
+	cr_assert_eq(weft_join(t, NULL), 0);
+	cr_assert_eq(b.got, 1, "the read was interrupted (errno %d)", b.err);
+	cr_assert_str_eq(s.name[0], "reader");
+	cr_assert(s.r[0].blocked);
+	cr_assert_str_eq(s.sys[0], "read");
+	cr_assert_eq(s.r[0].nframes, 0);
+	close(p[0]);
+	close(p[1]);
+	weft_runtime_free(rt);
+}
+
+static void *sleep_blocking(void *arg)
+{
+	(void)arg;
+	return (void *)(intptr_t)usleep(400 * 1000);
+}
+
+Test(monitor, a_task_in_usleep_is_reported_as_blocked_in_its_sleep)
+{
+	struct seen s = {0};
+	weft_runtime *rt = monitored(&s, 50);
+	void *rc;
+	cr_assert_eq(weft_block_on(rt, sleep_blocking, NULL, &rc), 0);
+	cr_assert_eq((intptr_t)rc, 0, "usleep was interrupted");
+	cr_assert_geq(atomic_load(&s.reports), 1, "a 400 ms usleep was not reported at 50 ms");
+	cr_assert(s.r[0].blocked);
+	cr_assert(!strcmp(s.sys[0], "clock_nanosleep") || !strcmp(s.sys[0], "nanosleep"),
+	          "blocked in %s", s.sys[0]);
+	weft_runtime_free(rt);
+}
+
+static int monitor_threads(void)
+{
+	int n = 0;
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		char path[300], comm[32] = "";
+		snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+		int fd = open(path, O_RDONLY);
+		if (fd < 0)
+			continue;
+		ssize_t len = read(fd, comm, sizeof comm - 1);
+		close(fd);
+		if (len > 0 && !strncmp(comm, "weft-monitor", 12))
+			n++;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+Test(monitor, one_monitor_thread_per_runtime_and_none_when_disabled)
+{
+	weft_config cfg;
+	weft_config_init(&cfg);
+	cfg.workers = 1;
+	cfg.stall_threshold_ms = WEFT_DISABLED;
+	weft_runtime *off = weft_runtime_new(&cfg);
+	cr_assert_eq(monitor_threads(), 0);
+	cfg.stall_threshold_ms = 100;
+	weft_runtime *on = weft_runtime_new(&cfg);
+	cr_assert_eq(monitor_threads(), 1);
+	weft_runtime_free(on);
+	cr_assert_eq(monitor_threads(), 0);
+	weft_runtime_free(off);
+}
+
+Test(monitor, the_default_report_names_the_task_and_what_it_does)
+{
+	weft_stall_report r = {.worker = 1,
+	                       .task_id = 42,
+	                       .name = "crunch",
+	                       .file = "app.c",
+	                       .line = 7,
+	                       .run_ms = 120,
+	                       .report = 1,
+	                       .blocked = true,
+	                       .syscall = 0,
+	                       .syscall_name = "read"};
+	int p[2];
+	cr_assert_eq(pipe(p), 0);
+	weft_stall_report_print(&r, p[1]);
+	close(p[1]);
+	char buf[512] = "";
+	cr_assert_gt(read(p[0], buf, sizeof buf - 1), 0);
+	close(p[0]);
+	cr_assert(
+	        strstr(buf, "worker 1 has run task 42 \"crunch\" (spawned at app.c:7) for 120 ms"),
+	        "%s", buf);
+	cr_assert(strstr(buf, "blocked in system call read"), "%s", buf);
+}
