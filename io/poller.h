@@ -20,6 +20,7 @@ struct weft__poller {
 	int epfd;                    /* -1: none (the parker then sleeps on its futex) */
 	int wakefd;                  /* eventfd in epfd: an unpark */
 	_Atomic unsigned registered; /* fds in epfd */
+	_Atomic uint64_t events;     /* readiness events handled (metrics) */
 };
 
 /* Creates the epoll and eventfd; -errno (the poller is then unusable and

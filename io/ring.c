@@ -255,6 +255,8 @@ static void reap(struct weft__ring *r)
 	{
 		seen++;
 		uint64_t ud = cqe->user_data;
+		if (ud != UD_IGNORE && ud != UD_MSG && ud != UD_WAKE)
+			atomic_store_explicit(&r->completions, atomic_load_explicit(&r->completions, memory_order_relaxed) + 1, memory_order_relaxed);
 		if (ud == UD_IGNORE || ud == UD_MSG)
 			continue; /* a wake: it ended the wait, nothing else */
 		if (ud == UD_WAKE) {

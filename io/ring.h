@@ -79,6 +79,7 @@ struct weft__ring {
 	unsigned woken;                 /* tasks its uops woke so far (wraps) */
 	uint64_t prep_seq;              /* SQEs prepared so far */
 	_Atomic uint64_t submitted_seq; /* of those, handed to the kernel */
+	_Atomic uint64_t completions;   /* CQEs of uops reaped (metrics) */
 	int wakefd;                     /* eventfd polled in the ring */
 	struct weft__uop *_Atomic mailbox;
 	struct weft__dlist multishots; /* armed multishot ops (owner only) */

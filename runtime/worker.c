@@ -357,6 +357,7 @@ struct weft_task *weft__next_runnable(struct weft__thread *th)
 		w->lifo = NULL;
 		if (w->lifo_runs < WEFT__LIFO_MAX_RUNS) {
 			w->lifo_runs++;
+			atomic_store_explicit(&w->lifo_hits, atomic_load_explicit(&w->lifo_hits, memory_order_relaxed) + 1, memory_order_relaxed);
 			return t;
 		}
 		push_back(rt, w, t); /* capped: to the back, behind the others */
@@ -449,6 +450,8 @@ static bool work_visible(struct weft_runtime *rt)
 	return false;
 }
 
+static void sleep_until_event(struct weft__thread *th, struct weft__timers *timers);
+
 /* Sleeps until woken, or until this worker's next timer is due (or, while
    the stack depot holds stacks, for at most a trim interval). */
 static void sleep_until_woken(struct weft__thread *th)
@@ -465,7 +468,20 @@ static void sleep_until_woken(struct weft__thread *th)
 	     atomic_load_explicit(&rt->stopping, memory_order_seq_cst)) &&
 	    weft__idle_take_sleeper(&rt->idle, th->index))
 		return;
-	atomic_store_explicit(&th->worker->parks, th->worker->parks + 1, memory_order_relaxed);
+	struct weft__worker *w = th->worker;
+	atomic_store_explicit(&w->parks, w->parks + 1, memory_order_relaxed);
+	uint64_t slept = weft__mono_ns();
+	atomic_store_explicit(&w->busy_ns, w->busy_ns + (slept - w->active_since_ns),
+	                      memory_order_relaxed);
+	sleep_until_event(th, timers);
+	w->active_since_ns = weft__mono_ns();
+	atomic_store_explicit(&w->unparks, w->unparks + 1, memory_order_relaxed);
+}
+
+/* The sleep itself, once announced. */
+static void sleep_until_event(struct weft__thread *th, struct weft__timers *timers)
+{
+	struct weft_runtime *rt = th->rt;
 	for (;;) {
 		uint64_t now = weft_now_ns();
 		weft__stack_depot_trim(&rt->stacks, now);
@@ -542,6 +558,7 @@ void *weft__worker_main(void *arg)
 	tls->thread = th;
 	tls->rt = th->rt;
 	th->tid = (pid_t)syscall(SYS_gettid);
+	th->worker->active_since_ns = weft__mono_ns();
 	tls->task = NULL;
 	weft__fiber_init_thread(&th->sched);
 	th->altstack = weft__overflow_thread_init();

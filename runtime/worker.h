@@ -55,6 +55,8 @@ struct weft__worker {
 	/* Owner-written counters, read by shutdown and metrics. Tasks alive =
 	   injector spawns + sum(spawned) - sum(completed). */
 	_Atomic uint64_t spawned, completed, steals, stolen_tasks, parks;
+	_Atomic uint64_t lifo_hits, unparks, busy_ns;
+	uint64_t active_since_ns; /* when it last woke (busy_ns accrues at sleep) */
 };
 
 /* PARK_TIMED: the task parks on a timer of this worker's wheel and nothing

@@ -113,6 +113,8 @@ int weft__timer_arm(struct weft__timers *tm, struct weft__timer *t, uint64_t dea
 	n->waker = w;
 	atomic_store_explicit(&n->state, WEFT__TIMER_PENDING, memory_order_relaxed);
 	weft__wheel_insert(&tm->wheel, &n->e);
+	atomic_store_explicit(&tm->armed, atomic_load_explicit(&tm->armed, memory_order_relaxed) + 1,
+	                      memory_order_relaxed);
 	if (when < atomic_load_explicit(&tm->next, memory_order_relaxed))
 		atomic_store_explicit(&tm->next, when, memory_order_relaxed);
 	pthread_mutex_unlock(&tm->lock);
@@ -152,6 +154,7 @@ unsigned weft__timers_fire(struct weft__timers *tm, uint64_t now_ns, unsigned ma
 		atomic_store_explicit(&t->state, WEFT__TIMER_FIRED, memory_order_relaxed);
 		weft__waker_wake(t->waker);
 		n++;
+		atomic_store_explicit(&tm->fired, atomic_load_explicit(&tm->fired, memory_order_relaxed) + 1, memory_order_relaxed);
 	}
 	publish_next(tm);
 	pthread_mutex_unlock(&tm->lock);

@@ -66,6 +66,7 @@ struct weft__timers {
 	_Atomic uint64_t next; /* tick of the next expiration, or WEFT__WHEEL_NEVER */
 	struct weft__timer_node *free;
 	struct weft__timer_chunk *chunks;
+	_Atomic uint64_t armed, fired; /* under the lock; read by metrics */
 };
 
 void weft__timers_init(struct weft__timers *tm, uint64_t base_ns);

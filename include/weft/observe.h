@@ -1,5 +1,5 @@
 /*
- * Observability: stall reports from the runtime's monitor.
+ * Observability: stall reports from the runtime's monitor, and metrics.
  *
  * A monitor thread (one per runtime; off with stall_threshold_ms =
  * WEFT_DISABLED, or env WEFT_STALL_MS=off) samples each worker's switch
@@ -22,6 +22,8 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+typedef struct weft_runtime weft_runtime;
 
 #define WEFT_STALL_MAX_FRAMES 32
 
@@ -48,6 +50,52 @@ typedef void (*weft_stall_handler)(const weft_stall_report *report, void *arg);
 
 /* Writes a report the way the default handler does (to fd). */
 void weft_stall_report_print(const weft_stall_report *report, int fd);
+
+/*
+ * Metrics: counters since the runtime started, and depths now. Read while
+ * the runtime runs: each counter is exact as of some moment during the
+ * call, but the counters are not one snapshot (a task may be counted
+ * spawned and not yet completed or alive: alive = spawned - completed,
+ * computed from completions read first, never undercounts).
+ */
+typedef struct weft_worker_metrics {
+	uint64_t spawned;          /* tasks spawned from tasks on this worker */
+	uint64_t completed;        /* tasks that finished on it */
+	uint64_t runs;             /* task switches on it */
+	uint64_t lifo_hits;        /* of those, into the task in its LIFO slot */
+	uint64_t steals;           /* steals it made from other workers */
+	uint64_t stolen_tasks;     /* tasks those steals took */
+	uint64_t parks, unparks;   /* times its thread went to sleep / woke */
+	uint64_t busy_ns;          /* time its thread was not asleep */
+	uint64_t local_queue_depth; /* tasks in its local queue now */
+	uint64_t io_submitted;     /* io_uring: SQEs handed to the kernel */
+	uint64_t io_completed;     /* io_uring: CQEs reaped; epoll: readiness events */
+	uint64_t timers_armed, timers_fired;
+} weft_worker_metrics;
+
+typedef struct weft_metrics {
+	unsigned workers;
+	uint64_t tasks_spawned;   /* all tasks, from tasks and from outside */
+	uint64_t tasks_completed;
+	uint64_t tasks_alive;     /* spawned, not yet completed (a lower bound on none) */
+	uint64_t injector_depth;  /* tasks queued in the global injector now */
+	uint64_t runs, steals, parks; /* sums over the workers */
+	uint64_t blocking_threads; /* blocking pool threads alive */
+	uint64_t blocking_busy;    /* of those, running a job */
+	uint64_t blocking_queued;  /* jobs waiting for a thread */
+	uint64_t stalls;          /* stall reports made (or suppressed) by the monitor */
+} weft_metrics;
+
+/* 0, or -EINVAL (NULL). */
+int weft_metrics_get(weft_runtime *rt, weft_metrics *out);
+
+/* Worker `worker`'s metrics: 0, or -EINVAL (NULL, or no such worker). */
+int weft_metrics_worker(weft_runtime *rt, unsigned worker, weft_worker_metrics *out);
+
+/* Writes the metrics in Prometheus text exposition format (version 0.0.4)
+   to fd: weft_* families, per-worker samples labelled worker="N". 0, or
+   -errno from write. */
+int weft_metrics_prometheus(weft_runtime *rt, int fd);
 
 #ifdef __cplusplus
 }

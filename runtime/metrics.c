@@ -1,0 +1,198 @@
+/*
+ * Metrics (include/weft/observe.h): read from the counters the workers,
+ * rings, pollers, timer wheels and the blocking pool keep anyway. Owner-
+ * written counters are relaxed atomics (one plain store on the owner's
+ * side); the blocking pool's are read under its lock. Nothing here is on a
+ * hot path.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <weft/observe.h>
+
+#include "rt.h"
+#include "worker.h"
+
+static uint64_t load(_Atomic uint64_t *c)
+{
+	return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+int weft_metrics_worker(weft_runtime *rt, unsigned i, weft_worker_metrics *out)
+{
+	if (!rt || !out || i >= rt->nworkers)
+		return -EINVAL;
+	struct weft__worker *w = &rt->workers[i];
+	struct weft__thread *th = &rt->threads[i];
+	memset(out, 0, sizeof *out);
+	out->completed = atomic_load_explicit(&w->completed, memory_order_acquire);
+	out->spawned = atomic_load_explicit(&w->spawned, memory_order_acquire);
+	out->runs = atomic_load_explicit(&w->tick, memory_order_relaxed);
+	out->lifo_hits = load(&w->lifo_hits);
+	out->steals = load(&w->steals);
+	out->stolen_tasks = load(&w->stolen_tasks);
+	out->parks = load(&w->parks);
+	out->unparks = load(&w->unparks);
+	out->busy_ns = load(&w->busy_ns);
+	out->local_queue_depth = weft__lq_len(&w->lq);
+	out->io_submitted = load(&th->ring.submitted_seq);
+	out->io_completed = load(&th->ring.completions) + load(&th->poller.events);
+	out->timers_armed = load(&w->timers.armed);
+	out->timers_fired = load(&w->timers.fired);
+	return 0;
+}
+
+int weft_metrics_get(weft_runtime *rt, weft_metrics *out)
+{
+	if (!rt || !out)
+		return -EINVAL;
+	memset(out, 0, sizeof *out);
+	out->workers = rt->nworkers;
+	/* Completions first: a completion counted happened after its spawn
+	   was counted, so alive never comes out negative. */
+	uint64_t done = 0;
+	for (unsigned i = 0; i < rt->nworkers; i++)
+		done += atomic_load_explicit(&rt->workers[i].completed, memory_order_acquire);
+	uint64_t spawned = atomic_load_explicit(&rt->inject.spawned, memory_order_acquire);
+	for (unsigned i = 0; i < rt->nworkers; i++) {
+		weft_worker_metrics wm;
+		weft_metrics_worker(rt, i, &wm);
+		spawned += wm.spawned;
+		out->runs += wm.runs;
+		out->steals += wm.steals;
+		out->parks += wm.parks;
+	}
+	out->tasks_spawned = spawned;
+	out->tasks_completed = done;
+	out->tasks_alive = spawned - done;
+	out->injector_depth = weft__inject_len(&rt->inject);
+	struct weft__blocking *b = &rt->blocking;
+	pthread_mutex_lock(&b->lock);
+	out->blocking_threads = b->threads;
+	out->blocking_busy = b->busy;
+	out->blocking_queued = b->queued;
+	pthread_mutex_unlock(&b->lock);
+	out->stalls = atomic_load_explicit(&rt->monitor.stalls, memory_order_relaxed);
+	return 0;
+}
+
+/* ---------------------------------------------------------- Prometheus */
+
+struct out {
+	int fd;
+	int err;
+	char buf[4096];
+	size_t len;
+};
+
+static void flush(struct out *o)
+{
+	size_t off = 0;
+	while (off < o->len && !o->err) {
+		ssize_t n = write(o->fd, o->buf + off, o->len - off);
+		if (n < 0 && errno != EINTR)
+			o->err = -errno;
+		else if (n > 0)
+			off += (size_t)n;
+	}
+	o->len = 0;
+}
+
+static void emit(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void emit(struct out *o, const char *fmt, ...)
+{
+	char line[256];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof line)
+		n = sizeof line - 1;
+	if (o->len + (size_t)n > sizeof o->buf)
+		flush(o);
+	memcpy(o->buf + o->len, line, (size_t)n);
+	o->len += (size_t)n;
+}
+
+static void family(struct out *o, const char *name, const char *type, const char *help)
+{
+	emit(o, "# HELP weft_%s %s\n# TYPE weft_%s %s\n", name, help, name, type);
+}
+
+static void sample(struct out *o, const char *name, uint64_t v)
+{
+	emit(o, "weft_%s %llu\n", name, (unsigned long long)v);
+}
+
+/* One per-worker family: the field at `offset` of each worker's metrics. */
+static void per_worker(struct out *o, const weft_worker_metrics *wm, unsigned n, const char *name,
+                       const char *type, const char *help, size_t offset)
+{
+	family(o, name, type, help);
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t v;
+		memcpy(&v, (const char *)&wm[i] + offset, sizeof v);
+		emit(o, "weft_%s{worker=\"%u\"} %llu\n", name, i, (unsigned long long)v);
+	}
+}
+
+#define WORKER_FAMILY(o, wm, n, field, type, help)                                                 \
+	per_worker((o), (wm), (n), "worker_" #field, (type), (help),                                \
+	           offsetof(weft_worker_metrics, field))
+
+int weft_metrics_prometheus(weft_runtime *rt, int fd)
+{
+	if (!rt || fd < 0)
+		return -EINVAL;
+	weft_metrics m;
+	weft_metrics_get(rt, &m);
+	weft_worker_metrics *wm = calloc(m.workers, sizeof *wm);
+	if (!wm)
+		return -ENOMEM;
+	for (unsigned i = 0; i < m.workers; i++)
+		weft_metrics_worker(rt, i, &wm[i]);
+	struct out o = {.fd = fd};
+	family(&o, "workers", "gauge", "Worker threads of the runtime.");
+	sample(&o, "workers", m.workers);
+	family(&o, "tasks_spawned_total", "counter", "Tasks spawned.");
+	sample(&o, "tasks_spawned_total", m.tasks_spawned);
+	family(&o, "tasks_completed_total", "counter", "Tasks that finished.");
+	sample(&o, "tasks_completed_total", m.tasks_completed);
+	family(&o, "tasks_alive", "gauge", "Tasks spawned and not yet finished.");
+	sample(&o, "tasks_alive", m.tasks_alive);
+	family(&o, "injector_depth", "gauge", "Tasks queued in the global injector.");
+	sample(&o, "injector_depth", m.injector_depth);
+	family(&o, "blocking_threads", "gauge", "Blocking pool threads alive.");
+	sample(&o, "blocking_threads", m.blocking_threads);
+	family(&o, "blocking_busy_threads", "gauge", "Blocking pool threads running a job.");
+	sample(&o, "blocking_busy_threads", m.blocking_busy);
+	family(&o, "blocking_queued_jobs", "gauge", "Blocking jobs waiting for a thread.");
+	sample(&o, "blocking_queued_jobs", m.blocking_queued);
+	family(&o, "stalls_total", "counter", "Stalls the monitor reported (or suppressed).");
+	sample(&o, "stalls_total", m.stalls);
+	unsigned n = m.workers;
+	WORKER_FAMILY(&o, wm, n, spawned, "counter", "Tasks spawned from tasks on the worker.");
+	WORKER_FAMILY(&o, wm, n, completed, "counter", "Tasks that finished on the worker.");
+	WORKER_FAMILY(&o, wm, n, runs, "counter", "Task switches on the worker.");
+	WORKER_FAMILY(&o, wm, n, lifo_hits, "counter", "Switches into the LIFO slot's task.");
+	WORKER_FAMILY(&o, wm, n, steals, "counter", "Steals the worker made.");
+	WORKER_FAMILY(&o, wm, n, stolen_tasks, "counter", "Tasks the worker's steals took.");
+	WORKER_FAMILY(&o, wm, n, parks, "counter", "Times the worker's thread went to sleep.");
+	WORKER_FAMILY(&o, wm, n, unparks, "counter", "Times the worker's thread woke.");
+	WORKER_FAMILY(&o, wm, n, busy_ns, "counter", "Nanoseconds the worker's thread was awake.");
+	WORKER_FAMILY(&o, wm, n, local_queue_depth, "gauge", "Tasks in the worker's local queue.");
+	WORKER_FAMILY(&o, wm, n, io_submitted, "counter", "io_uring submissions handed to the kernel.");
+	WORKER_FAMILY(&o, wm, n, io_completed, "counter", "I/O completions or readiness events.");
+	WORKER_FAMILY(&o, wm, n, timers_armed, "counter", "Timers armed in the worker's wheel.");
+	WORKER_FAMILY(&o, wm, n, timers_fired, "counter", "Timers the worker's wheel fired.");
+	flush(&o);
+	free(wm);
+	return o.err;
+}
