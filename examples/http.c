@@ -2,7 +2,10 @@
  * weft-http: a minimal HTTP/1.1 keep-alive server answering "Hello, World!",
  * one task per connection.
  *
- *   weft-http [--port P] [--host H] [--workers N]
+ *   weft-http [--port P] [--host H] [--workers N] [--metrics]
+ *
+ * With --metrics, GET /metrics answers with the runtime's metrics in
+ * Prometheus text format (weft_metrics_prometheus).
  *
  * Parsing is as minimal as ../shared/peers' tokio-http, so the two do the
  * same work: a request ends at CRLFCRLF (no bodies), pipelined requests are
@@ -15,7 +18,11 @@
 #include <ctype.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "server.h"
 
@@ -27,6 +34,42 @@ static const char OK[] = "HTTP/1.1 200 OK\r\nServer: weft-http\r\nContent-Type: 
 static const char BAD[] = "HTTP/1.1 400 Bad Request\r\nServer: weft-http\r\n"
                           "Content-Type: text/plain\r\nContent-Length: 12\r\n"
                           "Connection: close\r\n\r\nBad Request\n";
+
+static bool serve_metrics;
+
+/* Sends the runtime's metrics as one response: rendered into a memfd,
+   then sent with its length. False when the connection failed. */
+static bool send_metrics(int fd)
+{
+	int mfd = memfd_create("weft-metrics", MFD_CLOEXEC);
+	if (mfd < 0)
+		return weft_send_all(fd, BAD, sizeof BAD - 1) == (ssize_t)(sizeof BAD - 1);
+	bool ok = false;
+	off_t len;
+	char *body = NULL;
+	if (weft_metrics_prometheus(weft_runtime_current(), mfd) == 0 &&
+	    (len = lseek(mfd, 0, SEEK_END)) > 0 && (body = malloc((size_t)len)) &&
+	    pread(mfd, body, (size_t)len, 0) == len) {
+		char head[256];
+		int hl = snprintf(head, sizeof head,
+		                  "HTTP/1.1 200 OK\r\nServer: weft-http\r\n"
+		                  "Content-Type: text/plain; version=0.0.4\r\n"
+		                  "Content-Length: %lld\r\n\r\n",
+		                  (long long)len);
+		ok = weft_send_all(fd, head, (size_t)hl) == hl &&
+		     weft_send_all(fd, body, (size_t)len) == (ssize_t)len;
+	}
+	free(body);
+	close(mfd);
+	return ok;
+}
+
+static bool is_metrics_request(const char *p, const char *end)
+{
+	static const char GET[] = "GET /metrics ";
+	return serve_metrics && (size_t)(end - p) > sizeof GET - 1 &&
+	       !memcmp(p, GET, sizeof GET - 1);
+}
 
 /* "METHOD SP target SP HTTP/1.d" */
 static bool request_line_ok(const char *p, const char *end)
@@ -88,6 +131,15 @@ static void *connection(void *arg)
 				bad = true;
 				break;
 			}
+			if (is_metrics_request(buf + start, end)) {
+				if ((olen && weft_send_all(fd, out, olen) != (ssize_t)olen) ||
+				    !send_metrics(fd))
+					goto done;
+				olen = 0;
+				start = (size_t)(end - buf) + 4;
+				scanned = start;
+				continue;
+			}
 			if (olen + sizeof OK - 1 > sizeof out) {
 				if (weft_send_all(fd, out, olen) != (ssize_t)olen)
 					goto done;
@@ -124,12 +176,21 @@ int main(int argc, char **argv)
 	struct example_server s = {
 	        .name = "weft-http",
 	        .about =
-	                "HTTP/1.1 keep-alive server answering Hello, World! (400 on bad requests).",
+	                "HTTP/1.1 keep-alive server answering Hello, World! (400 on bad requests); "
+	                "--metrics: GET /metrics answers with the runtime's Prometheus metrics.",
 	        .host = "127.0.0.1",
 	        .port = 7002,
 	        .connection = connection,
 	};
 	weft_config_init(&s.cfg);
+	int n = 1;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--metrics"))
+			serve_metrics = true;
+		else
+			argv[n++] = argv[i];
+	}
+	argc = n;
 	int rc = example_parse_args(&s, argc, argv);
 	return rc >= 0 ? rc : example_serve(&s);
 }

@@ -144,7 +144,7 @@ static void per_worker(struct out *o, const weft_worker_metrics *wm, unsigned n,
 }
 
 #define WORKER_FAMILY(o, wm, n, field, type, help)                                                 \
-	per_worker((o), (wm), (n), "worker_" #field, (type), (help),                                \
+	per_worker((o), (wm), (n), "worker_" #field, (type), (help),                               \
 	           offsetof(weft_worker_metrics, field))
 
 int weft_metrics_prometheus(weft_runtime *rt, int fd)
@@ -188,7 +188,8 @@ int weft_metrics_prometheus(weft_runtime *rt, int fd)
 	WORKER_FAMILY(&o, wm, n, unparks, "counter", "Times the worker's thread woke.");
 	WORKER_FAMILY(&o, wm, n, busy_ns, "counter", "Nanoseconds the worker's thread was awake.");
 	WORKER_FAMILY(&o, wm, n, local_queue_depth, "gauge", "Tasks in the worker's local queue.");
-	WORKER_FAMILY(&o, wm, n, io_submitted, "counter", "io_uring submissions handed to the kernel.");
+	WORKER_FAMILY(&o, wm, n, io_submitted, "counter",
+	              "io_uring submissions handed to the kernel.");
 	WORKER_FAMILY(&o, wm, n, io_completed, "counter", "I/O completions or readiness events.");
 	WORKER_FAMILY(&o, wm, n, timers_armed, "counter", "Timers armed in the worker's wheel.");
 	WORKER_FAMILY(&o, wm, n, timers_fired, "counter", "Timers the worker's wheel fired.");

@@ -39,6 +39,18 @@ printf 'GET / HTTP/1.1\r\nHo' >&$fd
 exec {fd}>&-
 [ "$(curl -s --max-time 5 "$url")" = "Hello, World!" ] || fail "after a client left mid-request"
 
+# /metrics is a plain request unless --metrics was given.
+[ "$(curl -s --max-time 5 "${url}metrics")" = "Hello, World!" ] || fail "/metrics without --metrics"
+
 exec 4<>"/dev/tcp/127.0.0.1/$port" # stays open across the shutdown
+stop_server
+
+# With --metrics: Prometheus text, one sample per worker for worker families.
+start_server "$1" --metrics
+metrics=$(curl -s --max-time 5 "http://127.0.0.1:$port/metrics")
+grep -q '^# TYPE weft_tasks_spawned_total counter$' <<<"$metrics" || fail "metrics: no tasks_spawned_total"
+grep -q '^weft_workers 2$' <<<"$metrics" || fail "metrics: workers"
+[ "$(grep -c '^weft_worker_runs{worker="[01]"} [0-9]*$' <<<"$metrics")" = 2 ] || fail "metrics: worker runs"
+[ "$(curl -s --max-time 5 "http://127.0.0.1:$port/")" = "Hello, World!" ] || fail "metrics: / still answers"
 stop_server
 echo "example_http: ok"

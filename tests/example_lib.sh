@@ -1,9 +1,9 @@
 # Sourced by the example tests: start_server BIN starts an example server
 # on a free port (it prints the one it got) and sets $pid, $port and $log;
 # stop_server sends SIGTERM and checks the exit is prompt and clean.
-start_server() { # binary
+start_server() { # binary [more arguments]
 	log=$(mktemp)
-	"$1" --port 0 --workers 2 2>"$log" &
+	"$@" --port 0 --workers 2 2>"$log" &
 	pid=$!
 	trap 'kill -9 $pid 2>/dev/null || true; cat "$log" >&2; rm -f "$log"' EXIT
 	port=

@@ -203,7 +203,8 @@ static int parse(char *text, struct family *fams, int cap, const char *want, uin
 			if (line[2] == 'H')
 				fams[n - 1].help = true;
 			else
-				cr_assert(strstr(line, " counter") || strstr(line, " gauge"), "%s", line);
+				cr_assert(strstr(line, " counter") || strstr(line, " gauge"), "%s",
+				          line);
 			if (line[2] == 'T')
 				fams[n - 1].type = true;
 			continue;
@@ -212,10 +213,11 @@ static int parse(char *text, struct family *fams, int cap, const char *want, uin
 		unsigned long long v;
 		unsigned worker;
 		char tail;
-		if (sscanf(line, "%63[a-z_]{worker=\"%u\"} %llu%c", name, &worker, &v, &tail) == 3) {
+		if (sscanf(line, "%63[a-z_]{worker=\"%u\"} %llu%c", name, &worker, &v, &tail) ==
+		    3) {
 		} else {
-			cr_assert_eq(sscanf(line, "%63[a-z_] %llu%c", name, &v, &tail), 2, "bad sample: %s",
-			             line);
+			cr_assert_eq(sscanf(line, "%63[a-z_] %llu%c", name, &v, &tail), 2,
+			             "bad sample: %s", line);
 			if (!strcmp(name, want))
 				*value = v;
 		}
