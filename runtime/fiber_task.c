@@ -49,11 +49,22 @@ static void misuse_abort(struct weft_task *t, const char *what)
 	abort();
 }
 
+/* The task stops running: its run time estimate grows by the coarse
+   clock's advance since it resumed (see task.h). */
+static void account_run(struct weft_task *t)
+{
+	uint64_t now = atomic_load_explicit(&t->rt->coarse_ns, memory_order_relaxed);
+	__atomic_store_n(&t->run_ns, t->run_ns + (now - t->resumed_ns), __ATOMIC_RELAXED);
+}
+
 /* The task now runs on this thread: the bookkeeping every resume does. */
 static void begin_running(struct weft__tls *tls, struct weft__thread *th, struct weft_task *t)
 {
 	tls->task = t;
 	atomic_store_explicit(&th->running, t, memory_order_release); /* the monitor reads t */
+	__atomic_store_n(&t->wait_kind, WEFT__WAIT_NONE, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->runs, t->runs + 1, __ATOMIC_RELAXED);
+	t->resumed_ns = atomic_load_explicit(&t->rt->coarse_ns, memory_order_relaxed);
 	t->budget = WEFT__BUDGET;
 	*weft__errno() = t->saved_errno;
 }
@@ -148,6 +159,7 @@ void weft__task_switch_out(enum weft__switch_reason why)
 		to = &th->sched;
 	}
 	t->saved_errno = *weft__errno();
+	account_run(t);
 	th->pend = why == WEFT__SW_YIELD ? WEFT__PEND_YIELD : WEFT__PEND_PARK;
 	th->pend_task = t;
 	weft__fiber_switch(&t->fiber, to);

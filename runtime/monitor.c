@@ -157,9 +157,13 @@ static long current_syscall(pid_t tid)
 void weft_stall_report_print(const weft_stall_report *r, int fd)
 {
 	char extra[96] = "";
-	if (r->report > 1 || r->suppressed)
-		snprintf(extra, sizeof extra, " [report %u of this stall%s%u suppressed before]",
-		         r->report, r->suppressed ? "; " : "", r->suppressed);
+	if (r->report > 1)
+		snprintf(extra, sizeof extra, " (report %u of this stall)", r->report);
+	if (r->suppressed) {
+		size_t len = strlen(extra);
+		snprintf(extra + len, sizeof extra - len, " (%u reports suppressed before)",
+		         r->suppressed);
+	}
 	dprintf(fd,
 	        "weft: stall: worker %u has run task %llu \"%s\" (spawned at %s:%d) for %llu ms "
 	        "without switching%s; ",
@@ -290,11 +294,16 @@ static void *monitor_main(void *arg)
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL); /* the program's signals are not ours */
 	m->window_start_ns = weft__mono_ns();
+	atomic_store_explicit(&rt->coarse_ns, m->window_start_ns, memory_order_relaxed);
 	struct timespec period = {(time_t)(m->period_ns / 1000000000ull),
 	                          (long)(m->period_ns % 1000000000ull)};
 	while (!atomic_load_explicit(&m->stop, memory_order_acquire)) {
 		weft__futex_wait(&m->stop, 0, &period);
 		uint64_t now = weft__mono_ns();
+		atomic_store_explicit(&rt->coarse_ns, now, memory_order_relaxed);
+		if (atomic_exchange_explicit(&m->dump_asked, 0, memory_order_acquire))
+			weft_dump_tasks(rt,
+			                atomic_load_explicit(&m->dump_fd, memory_order_relaxed));
 		for (unsigned i = 0; i < rt->nworkers; i++)
 			check_worker(rt, i, now);
 	}
@@ -319,6 +328,8 @@ int weft__monitor_start(struct weft_runtime *rt)
 	if (!m->watch)
 		return -ENOMEM;
 	atomic_init(&m->stop, 0);
+	atomic_init(&m->dump_fd, -1);
+	atomic_init(&m->dump_asked, 0);
 	int rc = pthread_create(&m->thread, NULL, monitor_main, rt);
 	if (rc) {
 		free(m->watch);
@@ -330,15 +341,57 @@ int weft__monitor_start(struct weft_runtime *rt)
 	return 0;
 }
 
+static void forget_dump_rt(struct weft_runtime *rt);
+
 void weft__monitor_stop(struct weft_runtime *rt)
 {
 	struct weft__monitor *m = &rt->monitor;
 	if (!m->started)
 		return;
+	forget_dump_rt(rt);
 	atomic_store_explicit(&m->stop, 1, memory_order_release);
 	weft__futex_wake(&m->stop, 1);
 	pthread_join(m->thread, NULL);
 	m->started = false;
 	free(m->watch);
 	m->watch = NULL;
+}
+
+/* ------------------------------------------------- dumps on a signal */
+
+static struct weft_runtime *_Atomic dump_rt;
+
+static void on_dump_signal(int sig)
+{
+	(void)sig;
+	int saved = errno;
+	struct weft_runtime *rt = atomic_load_explicit(&dump_rt, memory_order_acquire);
+	if (rt) {
+		atomic_store_explicit(&rt->monitor.dump_asked, 1, memory_order_release);
+		weft__futex_wake(&rt->monitor.stop, 1); /* a futex call is async-signal-safe */
+	}
+	errno = saved;
+}
+
+int weft_dump_tasks_on_signal(weft_runtime *rt, int signo, int fd)
+{
+	if (!rt || fd < 0 || signo <= 0 || signo >= NSIG || signo == WEFT__BT_SIGNAL)
+		return -EINVAL;
+	if (!rt->monitor.started)
+		return -ENOTSUP;
+	atomic_store_explicit(&rt->monitor.dump_fd, fd, memory_order_relaxed);
+	atomic_store_explicit(&dump_rt, rt, memory_order_release);
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_dump_signal;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	return sigaction(signo, &sa, NULL) == 0 ? 0 : -errno;
+}
+
+/* The runtime is going away: its signal dumps stop. */
+static void forget_dump_rt(struct weft_runtime *rt)
+{
+	struct weft_runtime *expect = rt;
+	atomic_compare_exchange_strong(&dump_rt, &expect, NULL);
 }

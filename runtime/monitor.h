@@ -41,6 +41,8 @@ struct weft__monitor {
 	uint64_t window_start_ns; /* rate limit: reports in the current minute */
 	unsigned window_reports, suppressed;
 	_Atomic uint64_t stalls; /* stalls reported (metrics) */
+	_Atomic int dump_fd;     /* weft_dump_tasks_on_signal's fd, or -1 */
+	_Atomic int dump_asked;  /* set by the signal handler */
 };
 
 /* Starts the monitor for rt (after its workers started): 0, or -errno. */

@@ -104,23 +104,15 @@ void weft__registry_sweep(struct weft__registry *r)
 	}
 }
 
-size_t weft__registry_report(struct weft__registry *r, int fd)
+void weft__registry_visit(struct weft__registry *r, void (*fn)(struct weft_task *t, void *arg),
+                          void *arg)
 {
-	size_t n = 0;
 	for (unsigned i = 0; i <= r->mask; i++) {
 		struct weft__registry_shard *s = &r->shards[i];
 		pthread_mutex_lock(&s->lock);
-		for (uint32_t k = 0; k < s->cap; k++) {
-			if (s->slots[k] & FREE_TAG)
-				continue;
-			struct weft_task *t = (struct weft_task *)s->slots[k];
-			uint64_t st = weft__task_state(t);
-			dprintf(fd, "weft:   task %llu '%s' spawned at %s:%d is %s\n",
-			        (unsigned long long)t->id, t->name ? t->name : "", t->file, t->line,
-			        (st & WEFT__T_SCHEDULED) ? "running or ready" : "parked");
-			n++;
-		}
+		for (uint32_t k = 0; k < s->cap; k++)
+			if (!(s->slots[k] & FREE_TAG))
+				fn((struct weft_task *)s->slots[k], arg);
 		pthread_mutex_unlock(&s->lock);
 	}
-	return n;
 }

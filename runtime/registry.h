@@ -59,8 +59,9 @@ void weft__registry_remove(struct weft__registry *r, struct weft_task *t);
    (which wakes it). */
 void weft__registry_sweep(struct weft__registry *r);
 
-/* Writes one line per registered task to fd (shutdown's report of
-   stragglers); returns how many. */
-size_t weft__registry_report(struct weft__registry *r, int fd);
+/* Calls fn for every registered task, under its shard's lock (so the task
+   is not freed meanwhile; fn must not block or touch the registry). */
+void weft__registry_visit(struct weft__registry *r, void (*fn)(struct weft_task *t, void *arg),
+                          void *arg);
 
 #endif

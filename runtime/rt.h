@@ -34,6 +34,7 @@ struct weft_runtime {
 	struct weft__stack_depot stacks;
 	struct weft__blocking blocking;
 	struct weft__monitor monitor;
+	_Atomic uint64_t coarse_ns; /* a clock the monitor advances each period */
 	_Atomic bool closed;   /* shutdown began: no spawns, every wait cancelled */
 	_Atomic bool stopping; /* workers exit once idle */
 

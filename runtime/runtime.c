@@ -21,6 +21,7 @@
 #include <weft/task.h>
 #include <weft/time.h>
 
+#include "dump.h"
 #include "futex.h"
 #include "lock.h"
 #include "rt.h"
@@ -240,6 +241,7 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
 	rt->nworkers = c.workers;
 	rt->spin_ns = c.spin_us == WEFT_DISABLED ? 0 : (uint64_t)c.spin_us * 1000;
 	rt->time_base_ns = weft_now_ns();
+	atomic_init(&rt->coarse_ns, rt->time_base_ns); /* the monitor advances it */
 	weft__stack_depot_init(&rt->stacks, c.stack_size);
 	weft__blocking_init(&rt->blocking, rt, c.max_blocking_threads,
 	                    c.blocking_keepalive_ms == WEFT_DISABLED
@@ -361,17 +363,7 @@ static void report_stragglers(struct weft_runtime *rt, uint64_t grace_ms)
 	        (unsigned long long)tasks_alive(rt),
 	        atomic_load_explicit(&rt->blocking.alive, memory_order_acquire),
 	        (unsigned long long)grace_ms);
-	for (unsigned i = 0; i < rt->nworkers; i++) {
-		struct weft_task *t = atomic_load(&rt->threads[i].running);
-		if (t)
-			fprintf(stderr,
-			        "weft:   task %llu '%s' spawned at %s:%d is running on worker %u\n",
-			        (unsigned long long)t->id, t->name ? t->name : "", t->file, t->line,
-			        i);
-	}
-	weft__registry_report(&rt->reg, STDERR_FILENO);
-	for (unsigned i = 0; i < rt->nworkers; i++)
-		weft__timers_report(&rt->workers[i].timers, STDERR_FILENO);
+	weft__dump_task_lines(rt, STDERR_FILENO);
 	weft__blocking_report(&rt->blocking, STDERR_FILENO);
 }
 

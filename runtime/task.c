@@ -93,6 +93,10 @@ void weft__task_init(struct weft_task *t, weft_runtime *rt, const struct weft__t
 	t->result = NULL;
 	t->scope = NULL;
 	weft__task_set_site(t, NULL, file ? file : "?", line);
+	t->wait_kind = WEFT__WAIT_NONE;
+	t->wait_obj = NULL;
+	t->wait_arg = 0;
+	t->wait_since_ns = t->runs = t->run_ns = t->resumed_ns = 0;
 	t->magic = WEFT__TASK_MAGIC;
 }
 
@@ -184,6 +188,7 @@ static uint64_t withdraw_joiner(weft_task *t)
 static int wait_complete(weft_task *t, uint64_t *state)
 {
 	_Atomic uint32_t word;
+	weft__wait_describe(WEFT__WAIT_JOIN, t, (int64_t)__atomic_load_n(&t->id, __ATOMIC_RELAXED));
 	t->joiner = weft__waker_self(&word);
 	uint64_t s = atomic_fetch_or_explicit(&t->state, WEFT__T_JOIN_WAITER, memory_order_acq_rel);
 	if (s & WEFT__T_COMPLETE) {

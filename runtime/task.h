@@ -104,6 +104,38 @@ struct weft_task {
 	int line;
 	uint32_t reg_shard; /* where the registry keeps it */
 	uint32_t reg_slot;
+
+	/* For the task dump, written by the task itself and read by a dump on
+	   any thread (relaxed atomic accesses): what it last waited on and
+	   since when, and how often and how long it ran. Times come from the
+	   runtime's coarse clock (advanced by the monitor each period): a run
+	   spanning a tick adds the whole tick, so run_ns estimates the run
+	   time without bias while no clock is read per switch. */
+	uint32_t wait_kind; /* enum weft__wait_kind; NONE while it runs */
+	const void *wait_obj;
+	int64_t wait_arg;
+	uint64_t wait_since_ns;
+	uint64_t runs;
+	uint64_t run_ns;
+	uint64_t resumed_ns;
+};
+
+enum weft__wait_kind {
+	WEFT__WAIT_NONE,
+	WEFT__WAIT_MUTEX,
+	WEFT__WAIT_RWLOCK_READ,
+	WEFT__WAIT_RWLOCK_WRITE,
+	WEFT__WAIT_SEM,    /* arg: permits asked */
+	WEFT__WAIT_NOTIFY,
+	WEFT__WAIT_CHAN_SEND,
+	WEFT__WAIT_CHAN_RECV,
+	WEFT__WAIT_SELECT, /* arg: cases */
+	WEFT__WAIT_ONESHOT,
+	WEFT__WAIT_JOIN,   /* arg: the task id */
+	WEFT__WAIT_GROUP,
+	WEFT__WAIT_FD,     /* arg: fd | events << 32 */
+	WEFT__WAIT_IO,     /* arg: fd | io_uring opcode << 32 */
+	WEFT__WAIT_ACCEPT, /* arg: fd */
 };
 
 static inline uint64_t weft__task_state(struct weft_task *t)

@@ -58,6 +58,19 @@ void weft__waker_drop(struct weft__waker w)
 		weft__task_unref(w.task);
 }
 
+void weft__wait_describe(unsigned kind, const void *obj, int64_t arg)
+{
+	struct weft_task *t = weft__tls()->task;
+	if (!t)
+		return;
+	__atomic_store_n(&t->wait_obj, obj, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->wait_arg, arg, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->wait_since_ns,
+	                 atomic_load_explicit(&t->rt->coarse_ns, memory_order_relaxed),
+	                 __ATOMIC_RELAXED);
+	__atomic_store_n(&t->wait_kind, kind, __ATOMIC_RELAXED);
+}
+
 void weft__task_park(void)
 {
 	weft__task_switch_out(WEFT__SW_PARK);

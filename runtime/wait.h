@@ -70,6 +70,11 @@ static inline uint64_t weft__deadline_in_force(const struct weft_deadline *d, un
    (the waker holds a reference to it). */
 void weft__waker_settle(struct weft__waker w);
 
+/* Records what the calling task is about to wait on (enum weft__wait_kind
+   in task.h), for the task dump; nothing for a plain thread. Call it on
+   the slow path, where the wait will probably park. */
+void weft__wait_describe(unsigned kind, const void *obj, int64_t arg);
+
 /* Parks the current task (part of weft__block). */
 void weft__task_park(void);
 

@@ -256,7 +256,8 @@ static inline __attribute__((always_inline)) int wait_op(weft_chan *c, int kind,
 		if (rc != -EAGAIN)
 			return finish(c, rc, k, wake);
 		weft__wq_enqueue(queue_of(c, kind), &w, false);
-		int r = weft__wq_wait_in(&c->senders, queue_of(c, kind), &w);
+		int r = weft__wq_wait_in(&c->senders, queue_of(c, kind), &w,
+		                         kind == WEFT_SELECT_SEND ? WEFT__WAIT_CHAN_SEND : WEFT__WAIT_CHAN_RECV, c, 0);
 		if (r == WEFT__W_GRANTED)
 			return 0; /* the other side moved our element */
 		if (r < 0)
@@ -484,7 +485,10 @@ int weft_select(weft_select_case *cases, size_t n, int64_t timeout_ms)
 	bool own;
 	size_t registered = register_cases(&sel, w, n, start, &own);
 	if (!own)
+	if (!own) {
+		weft__wait_describe(WEFT__WAIT_SELECT, cases, (int64_t)n);
 		rc = await_delivery(&sel); /* 0 once a case was delivered */
+	}
 	unregister_cases(&sel, w, n, registered, start);
 	int fired = atomic_load_explicit(&sel.fired, memory_order_acquire);
 	if (own || fired == WEFT__SEL_WITHDRAWN)

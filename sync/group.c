@@ -174,7 +174,7 @@ static int join_next(weft_group *g, void **result, bool checked)
 			return -ECHILD;
 		}
 		weft__wq_enqueue(&g->q, &w, false);
-		int r = weft__wq_wait(&g->q, &w);
+		int r = weft__wq_wait(&g->q, &w, WEFT__WAIT_GROUP, g, 0);
 		if (r < 0 && checked)
 			return r;
 	}

@@ -132,7 +132,7 @@ static int lock_slow(weft_mutex *m)
 		if (!w.since_ns)
 			w.since_ns = weft__mono_ns();
 		weft__wq_enqueue(&m->q, &w, at_head);
-		int r = weft__wq_wait(&m->q, &w);
+		int r = weft__wq_wait(&m->q, &w, WEFT__WAIT_MUTEX, m, 0);
 		if (r == WEFT__W_GRANTED)
 			return 0; /* handed over: ours, whatever else happened */
 		if (r < 0) {

@@ -47,7 +47,7 @@ int weft_notify_wait(weft_notify *n)
 	struct weft__waiter w;
 	w.n = ++n->seq;
 	weft__wq_enqueue(&n->q, &w, false);
-	int r = weft__wq_wait(&n->q, &w);
+	int r = weft__wq_wait(&n->q, &w, WEFT__WAIT_NOTIFY, n, 0);
 	return r == WEFT__W_GRANTED ? 0 : r;
 }
 

@@ -27,6 +27,7 @@
 #include <weft/sync.h>
 
 #include "../runtime/spin.h"
+#include "../runtime/task.h"
 #include "../runtime/wait.h"
 
 enum { WEFT__W_QUEUED, WEFT__W_GRANTED, WEFT__W_WOKEN };
@@ -171,19 +172,24 @@ static inline void weft__wq_enqueue(struct weft_waitq_ *q, struct weft__waiter *
    held) -- unless it was dequeued meanwhile, in which case its state
    stands. */
 static inline int weft__wq_wait_in(struct weft_waitq_ *lk, struct weft_waitq_ *q,
-                                   struct weft__waiter *w);
+                                   struct weft__waiter *w, unsigned kind, const void *obj,
+                                   int64_t arg);
 
-static inline int weft__wq_wait(struct weft_waitq_ *q, struct weft__waiter *w)
+/* kind, obj, arg: what the task dump shows it waits on (runtime/task.h). */
+static inline int weft__wq_wait(struct weft_waitq_ *q, struct weft__waiter *w, unsigned kind,
+                                const void *obj, int64_t arg)
 {
-	return weft__wq_wait_in(q, q, w);
+	return weft__wq_wait_in(q, q, w, kind, obj, arg);
 }
 
 /* The same for a waiter on list q guarded by another queue's lock lk (a
    channel keeps its senders and receivers under one lock). */
 static inline int weft__wq_wait_in(struct weft_waitq_ *lk, struct weft_waitq_ *q,
-                                   struct weft__waiter *w)
+                                   struct weft__waiter *w, unsigned kind, const void *obj,
+                                   int64_t arg)
 {
 	weft__wq_unlock(lk);
+	weft__wait_describe(kind, obj, arg);
 	uint32_t s;
 	for (;;) {
 		weft__block(&w->word);

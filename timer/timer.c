@@ -176,29 +176,28 @@ void weft__timers_wake_all(struct weft__timers *tm)
 	pthread_mutex_unlock(&tm->lock);
 }
 
-struct report {
-	int fd;
-	size_t n;
+struct sleepers {
+	struct weft__timers *tm;
+	void (*fn)(struct weft_task *t, uint64_t due_ns, void *arg);
+	void *arg;
 };
 
-static void report_task(struct weft__wheel_entry *e, void *arg)
+static void visit_sleeper(struct weft__wheel_entry *e, void *arg)
 {
-	struct report *r = arg;
+	struct sleepers *v = arg;
 	struct weft_task *t = ((struct weft__timer_node *)e)->waker.task;
-	if (!t || atomic_load_explicit(&t->registered, memory_order_relaxed))
-		return;
-	dprintf(r->fd, "weft:   task %llu '%s' spawned at %s:%d is parked in a sleep\n",
-	        (unsigned long long)t->id, t->name ? t->name : "", t->file, t->line);
-	r->n++;
+	if (t && !atomic_load_explicit(&t->registered, memory_order_relaxed))
+		v->fn(t, v->tm->base_ns + e->when * NS_PER_TICK, v->arg);
 }
 
-size_t weft__timers_report(struct weft__timers *tm, int fd)
+void weft__timers_visit_sleepers(struct weft__timers *tm,
+                                 void (*fn)(struct weft_task *t, uint64_t due_ns, void *arg),
+                                 void *arg)
 {
-	struct report r = {fd, 0};
+	struct sleepers v = {tm, fn, arg};
 	pthread_mutex_lock(&tm->lock);
-	weft__wheel_visit(&tm->wheel, report_task, &r);
+	weft__wheel_visit(&tm->wheel, visit_sleeper, &v);
 	pthread_mutex_unlock(&tm->lock);
-	return r.n;
 }
 
 uint64_t weft__timers_wait_ns(struct weft__timers *tm, uint64_t now_ns)

@@ -101,9 +101,11 @@ unsigned weft__timers_fire(struct weft__timers *tm, uint64_t now_ns, unsigned ma
    its arm returns (both hold tm's lock), so none is missed. */
 void weft__timers_wake_all(struct weft__timers *tm);
 
-/* Writes a line to fd for each task parked in tm on nothing but a timer
-   (the registry names the others); returns how many. */
-size_t weft__timers_report(struct weft__timers *tm, int fd);
+/* Calls fn, under tm's lock, for each task parked in tm on nothing but a
+   timer (a sleep; the registry has the others), with when it is due. */
+void weft__timers_visit_sleepers(struct weft__timers *tm,
+                                 void (*fn)(struct weft_task *t, uint64_t due_ns, void *arg),
+                                 void *arg);
 
 /* Nanoseconds until tm's next timer is due (0 if due), or WEFT__NO_DEADLINE. */
 uint64_t weft__timers_wait_ns(struct weft__timers *tm, uint64_t now_ns);

@@ -92,6 +92,23 @@ int weft_metrics_get(weft_runtime *rt, weft_metrics *out);
 /* Worker `worker`'s metrics: 0, or -EINVAL (NULL, or no such worker). */
 int weft_metrics_worker(weft_runtime *rt, unsigned worker, weft_worker_metrics *out);
 
+/*
+ * Task dump: one line per live task that has started -- id, name, spawn
+ * site, state (running on worker N / ready / parked), for a parked task
+ * what it waits on and for how long (mutex 0x..., recv on chan 0x..., recv
+ * on fd 7, join task 42, a sleep due in 20 ms...), how many times it ran
+ * and its run time. Durations and run times come from a clock the monitor
+ * advances every period (a quarter of the stall threshold, at most 25 ms):
+ * estimates at that resolution, absent without a monitor. Safe to call
+ * from a task or any thread. 0, -EINVAL, or -errno from writing.
+ */
+int weft_dump_tasks(weft_runtime *rt, int fd);
+
+/* Opt-in: signal signo (e.g. SIGQUIT) makes the monitor thread write a
+   task dump of rt to fd (the handler only wakes it). One runtime per
+   process; needs the monitor (-ENOTSUP without). 0, -EINVAL, -errno. */
+int weft_dump_tasks_on_signal(weft_runtime *rt, int signo, int fd);
+
 /* Writes the metrics in Prometheus text exposition format (version 0.0.4)
    to fd: weft_* families, per-worker samples labelled worker="N". 0, or
    -errno from write. */

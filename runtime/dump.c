@@ -1,0 +1,285 @@
+/*
+ * The task dump (weft_dump_tasks, include/weft/observe.h): one line per
+ * live task that has started -- the tasks the workers run now, the
+ * registry's (every task that ever switched away: parked, ready, or
+ * running again) and the sleepers the timer wheels hold -- with what a
+ * parked one waits on and for how long. Tasks that never switched away
+ * (not started, or in their first run) are only counted. Shutdown's report
+ * of stragglers is a dump too.
+ *
+ * Fields are read while their tasks run elsewhere: the state word is
+ * atomic, the dump fields relaxed atomics (task.h); the registry's and the
+ * wheels' locks keep the tasks listed from being freed meanwhile (a dump is
+ * a picture taken over a few microseconds, not one instant).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <weft/observe.h>
+
+#ifdef WEFT_HAVE_URING
+#include <liburing.h>
+#endif
+
+#include "../timer/timer.h"
+#include "dump.h"
+#include "rt.h"
+#include "spin.h"
+#include "task.h"
+#include "worker.h"
+
+/* Lines are formatted into memory under the registry's and the wheels'
+   locks and written after: a worker that finishes a task needs the shard
+   lock, and must not wait for the dump's writes. */
+struct dump {
+	struct weft_runtime *rt;
+	uint64_t now_ns; /* the coarse clock */
+	bool timed;      /* the monitor runs the coarse clock */
+	size_t listed;
+	char *buf;
+	size_t len, cap;
+	bool truncated; /* out of memory: lines were dropped */
+};
+
+static void append(struct dump *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void append(struct dump *d, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(line, sizeof line, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
+	if (d->len + len > d->cap) {
+		size_t cap = d->cap ? 2 * d->cap : 16384;
+		while (cap < d->len + len)
+			cap *= 2;
+		char *nb = realloc(d->buf, cap);
+		if (!nb) {
+			d->truncated = true;
+			return;
+		}
+		d->buf = nb;
+		d->cap = cap;
+	}
+	memcpy(d->buf + d->len, line, len);
+	d->len += len;
+}
+
+/* Writes what was formatted; 0 or -errno. */
+static int write_out(struct dump *d, int fd)
+{
+	int rc = 0;
+	for (size_t off = 0; off < d->len;) {
+		ssize_t n = write(fd, d->buf + off, d->len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			rc = n < 0 ? -errno : -EIO;
+			break;
+		}
+		off += (size_t)n;
+	}
+	free(d->buf);
+	d->buf = NULL;
+	d->len = d->cap = 0;
+	return rc;
+}
+
+static const char *opcode_name(unsigned op)
+{
+#ifndef WEFT_HAVE_URING
+	(void)op;
+	return "op";
+#else
+	switch (op) {
+	case IORING_OP_RECV:
+		return "recv";
+	case IORING_OP_SEND:
+		return "send";
+	case IORING_OP_RECVMSG:
+		return "recvmsg";
+	case IORING_OP_SENDMSG:
+		return "sendmsg";
+	case IORING_OP_ACCEPT:
+		return "accept";
+	case IORING_OP_CONNECT:
+		return "connect";
+	case IORING_OP_READ:
+		return "read";
+	case IORING_OP_WRITE:
+		return "write";
+	case IORING_OP_POLL_ADD:
+		return "poll";
+	case IORING_OP_CLOSE:
+		return "close";
+	default:
+		return "op";
+	}
+#endif
+}
+
+/* What a parked task waits on, into buf. */
+static void describe_wait(char *buf, size_t cap, unsigned kind, const void *obj, int64_t arg)
+{
+	int fd = (int)(uint32_t)arg;
+	unsigned hi = (unsigned)((uint64_t)arg >> 32);
+	switch (kind) {
+	case WEFT__WAIT_MUTEX:
+		snprintf(buf, cap, "mutex %p", obj);
+		break;
+	case WEFT__WAIT_RWLOCK_READ:
+		snprintf(buf, cap, "rwlock %p (read)", obj);
+		break;
+	case WEFT__WAIT_RWLOCK_WRITE:
+		snprintf(buf, cap, "rwlock %p (write)", obj);
+		break;
+	case WEFT__WAIT_SEM:
+		snprintf(buf, cap, "semaphore %p (%" PRId64 " permits)", obj, arg);
+		break;
+	case WEFT__WAIT_NOTIFY:
+		snprintf(buf, cap, "notify %p", obj);
+		break;
+	case WEFT__WAIT_CHAN_SEND:
+		snprintf(buf, cap, "send on chan %p", obj);
+		break;
+	case WEFT__WAIT_CHAN_RECV:
+		snprintf(buf, cap, "recv on chan %p", obj);
+		break;
+	case WEFT__WAIT_SELECT:
+		snprintf(buf, cap, "select over %" PRId64 " cases", arg);
+		break;
+	case WEFT__WAIT_ONESHOT:
+		snprintf(buf, cap, "oneshot %p", obj);
+		break;
+	case WEFT__WAIT_JOIN:
+		snprintf(buf, cap, "join task %" PRId64, arg);
+		break;
+	case WEFT__WAIT_GROUP:
+		snprintf(buf, cap, "group %p (join_next)", obj);
+		break;
+	case WEFT__WAIT_FD:
+		snprintf(buf, cap, "fd %d to be %s", fd,
+		         hi & 4 /* EPOLLOUT */ ? "writable" : "readable");
+		break;
+	case WEFT__WAIT_IO:
+		snprintf(buf, cap, "%s on fd %d", opcode_name(hi), fd);
+		break;
+	case WEFT__WAIT_ACCEPT:
+		snprintf(buf, cap, "accept on a listener");
+		break;
+	default:
+		buf[0] = '\0';
+	}
+}
+
+static void print_task(struct dump *d, struct weft_task *t, const char *state, const char *waits)
+{
+	const char *name = __atomic_load_n(&t->name, __ATOMIC_RELAXED);
+	const char *file = __atomic_load_n(&t->file, __ATOMIC_RELAXED);
+	append(d,
+	       "  task %" PRIu64 " \"%s\" (spawned at %s:%d): %s%s%s; %" PRIu64 " runs, %" PRIu64
+	       " ms run\n",
+	       __atomic_load_n(&t->id, __ATOMIC_RELAXED), name ? name : "", file ? file : "?",
+	       __atomic_load_n(&t->line, __ATOMIC_RELAXED), state, *waits ? ", waiting on " : "",
+	       waits, __atomic_load_n(&t->runs, __ATOMIC_RELAXED),
+	       __atomic_load_n(&t->run_ns, __ATOMIC_RELAXED) / 1000000);
+	d->listed++;
+}
+
+static int running_on(struct weft_runtime *rt, struct weft_task *t)
+{
+	for (unsigned i = 0; i < rt->nworkers; i++)
+		if (atomic_load_explicit(&rt->threads[i].running, memory_order_acquire) == t)
+			return (int)i;
+	return -1;
+}
+
+/* A registered task: running, ready or parked (with what on). */
+static void dump_registered(struct weft_task *t, void *arg)
+{
+	struct dump *d = arg;
+	char state[64], waits[160] = "";
+	int w = running_on(d->rt, t);
+	uint64_t st = weft__task_state(t);
+	if (w >= 0) {
+		snprintf(state, sizeof state, "running on worker %d", w);
+	} else if (st & WEFT__T_SCHEDULED) {
+		snprintf(state, sizeof state, "ready");
+	} else {
+		unsigned kind = __atomic_load_n(&t->wait_kind, __ATOMIC_RELAXED);
+		describe_wait(waits, sizeof waits, kind,
+		              __atomic_load_n(&t->wait_obj, __ATOMIC_RELAXED),
+		              __atomic_load_n(&t->wait_arg, __ATOMIC_RELAXED));
+		uint64_t since = __atomic_load_n(&t->wait_since_ns, __ATOMIC_RELAXED);
+		if (*waits && d->timed && since && d->now_ns >= since) {
+			size_t len = strlen(waits);
+			snprintf(waits + len, sizeof waits - len, " for %" PRIu64 " ms",
+			         (d->now_ns - since) / 1000000);
+		}
+		snprintf(state, sizeof state, "parked");
+	}
+	print_task(d, t, state, waits);
+}
+
+static void dump_sleeper(struct weft_task *t, uint64_t due_ns, void *arg)
+{
+	struct dump *d = arg;
+	char waits[64];
+	uint64_t now = weft__mono_ns();
+	snprintf(waits, sizeof waits, "a sleep, due in %" PRIu64 " ms",
+	         due_ns > now ? (due_ns - now) / 1000000 : 0);
+	print_task(d, t, "parked", waits);
+}
+
+/* The task lines into d. */
+static void collect(struct weft_runtime *rt, struct dump *d)
+{
+	weft__registry_visit(&rt->reg, dump_registered, d);
+	/* A running task that never switched is not registered: it may
+	   finish and be freed at any moment, so it is only counted. */
+	for (unsigned i = 0; i < rt->nworkers; i++)
+		weft__timers_visit_sleepers(&rt->workers[i].timers, dump_sleeper, d);
+	if (d->truncated)
+		append(d, "  (out of memory: some tasks not listed)\n");
+}
+
+static struct dump new_dump(struct weft_runtime *rt)
+{
+	return (struct dump){
+	        .rt = rt,
+	        .now_ns = atomic_load_explicit(&rt->coarse_ns, memory_order_relaxed),
+	        .timed = rt->monitor.started,
+	};
+}
+
+size_t weft__dump_task_lines(struct weft_runtime *rt, int fd)
+{
+	struct dump d = new_dump(rt);
+	collect(rt, &d);
+	write_out(&d, fd);
+	return d.listed;
+}
+
+int weft_dump_tasks(weft_runtime *rt, int fd)
+{
+	if (!rt || fd < 0)
+		return -EINVAL;
+	weft_metrics m;
+	weft_metrics_get(rt, &m);
+	struct dump d = new_dump(rt);
+	append(&d, "weft: task dump: %" PRIu64 " live tasks, %u workers\n", m.tasks_alive,
+	       rt->nworkers);
+	collect(rt, &d);
+	if (m.tasks_alive > d.listed)
+		append(&d, "  (%" PRIu64 " more spawned, not started yet or started since)\n",
+		       m.tasks_alive - d.listed);
+	return write_out(&d, fd);
+}
