@@ -167,13 +167,12 @@ static int arm(int fd, struct weft__acceptq *q)
    (0, or -EBADF from weft_close), or the wait is cancelled or times out. */
 static int wait_turn(struct weft__fd_state *st, struct weft__fd_waiter *w)
 {
-	weft__wait_describe(WEFT__WAIT_ACCEPT, st, 0);
 	w->waker = weft__waker_self(NULL);
 	weft__dlist_push_head(&st->waiters, &w->link);
 	w->linked = true;
 	pthread_mutex_unlock(&st->lock);
 	for (;;) {
-		weft__block(NULL);
+		weft__block(NULL, WEFT__WAIT_ACCEPT, st, 0);
 		pthread_mutex_lock(&st->lock);
 		if (!w->linked)
 			return w->result;

@@ -226,7 +226,6 @@ int weft__fd_wait(int fd, uint32_t interest)
 	if (!st)
 		return fd < 0 ? -EBADF : -ENOMEM;
 	struct weft__fd_waiter w = {.interest = interest};
-	weft__wait_describe(WEFT__WAIT_FD, NULL, (int64_t)((uint64_t)(uint32_t)fd | (uint64_t)interest << 32));
 	pthread_mutex_lock(&st->lock);
 	if (st->closing) {
 		pthread_mutex_unlock(&st->lock);
@@ -243,7 +242,7 @@ int weft__fd_wait(int fd, uint32_t interest)
 	}
 	pthread_mutex_unlock(&st->lock);
 	for (;;) {
-		weft__block(NULL);
+		weft__block(NULL, WEFT__WAIT_FD, (const void *)(intptr_t)fd, interest);
 		pthread_mutex_lock(&st->lock);
 		if (!w.linked) {
 			pthread_mutex_unlock(&st->lock);

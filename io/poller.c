@@ -83,7 +83,8 @@ unsigned weft__poller_poll(struct weft__poller *p, uint64_t timeout_ns)
 		weft__fdtable_event(ev[i].data.u64, ev[i].events);
 		handled++;
 	}
-	atomic_store_explicit(&p->events, atomic_load_explicit(&p->events, memory_order_relaxed) + handled,
+	atomic_store_explicit(&p->events,
+	                      atomic_load_explicit(&p->events, memory_order_relaxed) + handled,
 	                      memory_order_relaxed);
 	return handled;
 }

@@ -256,7 +256,10 @@ static void reap(struct weft__ring *r)
 		seen++;
 		uint64_t ud = cqe->user_data;
 		if (ud != UD_IGNORE && ud != UD_MSG && ud != UD_WAKE)
-			atomic_store_explicit(&r->completions, atomic_load_explicit(&r->completions, memory_order_relaxed) + 1, memory_order_relaxed);
+			atomic_store_explicit(
+			        &r->completions,
+			        atomic_load_explicit(&r->completions, memory_order_relaxed) + 1,
+			        memory_order_relaxed);
 		if (ud == UD_IGNORE || ud == UD_MSG)
 			continue; /* a wake: it ended the wait, nothing else */
 		if (ud == UD_WAKE) {
@@ -390,7 +393,7 @@ void weft__ring_cancel(struct weft__uop *op)
 	weft__parker_unpark(&owner->parker);
 }
 
-int weft__ring_wait(struct weft__uop *op)
+int weft__ring_wait(struct weft__uop *op, unsigned opcode)
 {
 	int rc = 0;
 	while (atomic_load_explicit(&op->count, memory_order_acquire)) {
@@ -400,7 +403,7 @@ int weft__ring_wait(struct weft__uop *op)
 			weft__task_park();
 			continue;
 		}
-		weft__block(NULL);
+		weft__block(NULL, WEFT__WAIT_IO, (const void *)(intptr_t)op->fd, opcode);
 		if (atomic_load_explicit(&op->count, memory_order_acquire) == 0)
 			break;
 		if ((rc = weft__wait_check()))

@@ -154,7 +154,7 @@ void weft__ring_unprep(struct weft__ring *r, struct io_uring_sqe *sqe, struct we
    first -- the op was then cancelled in the kernel and its completion
    awaited all the same, so the buffer is the caller's again; op->res then
    says whether it took effect anyway (anything but -ECANCELED). */
-int weft__ring_wait(struct weft__uop *op);
+int weft__ring_wait(struct weft__uop *op, unsigned opcode); /* opcode: for the task dump */
 
 /* Asks op's ring to cancel it (from any thread; once). */
 void weft__ring_cancel(struct weft__uop *op);

@@ -46,9 +46,7 @@ static struct io_uring_sqe *begin(struct weft__uop *op, int fd, int *err)
 static int finish(struct io_uring_sqe *sqe, struct weft__uop *op)
 {
 	io_uring_sqe_set_data(sqe, op);
-	weft__wait_describe(WEFT__WAIT_IO, NULL,
-	                    (int64_t)((uint64_t)(uint32_t)op->fd | (uint64_t)sqe->opcode << 32));
-	int rc = weft__ring_wait(op);
+	int rc = weft__ring_wait(op, sqe->opcode);
 	bool closed = op->fd >= 0 && weft__fd_untrack(op);
 	if (op->res != -ECANCELED)
 		return op->res; /* it took effect (or failed) before any cancel */

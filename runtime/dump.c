@@ -38,8 +38,9 @@
    lock, and must not wait for the dump's writes. */
 struct dump {
 	struct weft_runtime *rt;
-	uint64_t now_ns; /* the coarse clock */
-	bool timed;      /* the monitor runs the coarse clock */
+	uint32_t now_ms;    /* the coarse clock (monitor.h) */
+	bool timed;         /* a monitor advances it */
+	uint64_t period_ms; /* what one sampled run period counts for */
 	size_t listed;
 	char *buf;
 	size_t len, cap;
@@ -127,10 +128,9 @@ static const char *opcode_name(unsigned op)
 }
 
 /* What a parked task waits on, into buf. */
-static void describe_wait(char *buf, size_t cap, unsigned kind, const void *obj, int64_t arg)
+static void describe_wait(char *buf, size_t cap, unsigned kind, const void *obj, unsigned arg)
 {
-	int fd = (int)(uint32_t)arg;
-	unsigned hi = (unsigned)((uint64_t)arg >> 32);
+	int fd = (int)(intptr_t)obj;
 	switch (kind) {
 	case WEFT__WAIT_MUTEX:
 		snprintf(buf, cap, "mutex %p", obj);
@@ -142,7 +142,7 @@ static void describe_wait(char *buf, size_t cap, unsigned kind, const void *obj,
 		snprintf(buf, cap, "rwlock %p (write)", obj);
 		break;
 	case WEFT__WAIT_SEM:
-		snprintf(buf, cap, "semaphore %p (%" PRId64 " permits)", obj, arg);
+		snprintf(buf, cap, "semaphore %p (%u permits)", obj, arg);
 		break;
 	case WEFT__WAIT_NOTIFY:
 		snprintf(buf, cap, "notify %p", obj);
@@ -154,23 +154,25 @@ static void describe_wait(char *buf, size_t cap, unsigned kind, const void *obj,
 		snprintf(buf, cap, "recv on chan %p", obj);
 		break;
 	case WEFT__WAIT_SELECT:
-		snprintf(buf, cap, "select over %" PRId64 " cases", arg);
+		snprintf(buf, cap, "select over %u cases", arg);
 		break;
 	case WEFT__WAIT_ONESHOT:
 		snprintf(buf, cap, "oneshot %p", obj);
 		break;
 	case WEFT__WAIT_JOIN:
-		snprintf(buf, cap, "join task %" PRId64, arg);
+		/* The joined task is alive: the joiner holds its handle. */
+		snprintf(buf, cap, "join task %" PRIu64,
+		         __atomic_load_n(&((const struct weft_task *)obj)->id, __ATOMIC_RELAXED));
 		break;
 	case WEFT__WAIT_GROUP:
 		snprintf(buf, cap, "group %p (join_next)", obj);
 		break;
 	case WEFT__WAIT_FD:
 		snprintf(buf, cap, "fd %d to be %s", fd,
-		         hi & 4 /* EPOLLOUT */ ? "writable" : "readable");
+		         arg & 4 /* EPOLLOUT */ ? "writable" : "readable");
 		break;
 	case WEFT__WAIT_IO:
-		snprintf(buf, cap, "%s on fd %d", opcode_name(hi), fd);
+		snprintf(buf, cap, "%s on fd %d", opcode_name(arg), fd);
 		break;
 	case WEFT__WAIT_ACCEPT:
 		snprintf(buf, cap, "accept on a listener");
@@ -189,8 +191,8 @@ static void print_task(struct dump *d, struct weft_task *t, const char *state, c
 	       " ms run\n",
 	       __atomic_load_n(&t->id, __ATOMIC_RELAXED), name ? name : "", file ? file : "?",
 	       __atomic_load_n(&t->line, __ATOMIC_RELAXED), state, *waits ? ", waiting on " : "",
-	       waits, __atomic_load_n(&t->runs, __ATOMIC_RELAXED),
-	       __atomic_load_n(&t->run_ns, __ATOMIC_RELAXED) / 1000000);
+	       waits, (uint64_t)__atomic_load_n(&t->runs, __ATOMIC_RELAXED),
+	       (uint64_t)__atomic_load_n(&t->run_periods, __ATOMIC_RELAXED) * d->period_ms);
 	d->listed++;
 }
 
@@ -214,15 +216,13 @@ static void dump_registered(struct weft_task *t, void *arg)
 	} else if (st & WEFT__T_SCHEDULED) {
 		snprintf(state, sizeof state, "ready");
 	} else {
-		unsigned kind = __atomic_load_n(&t->wait_kind, __ATOMIC_RELAXED);
-		describe_wait(waits, sizeof waits, kind,
-		              __atomic_load_n(&t->wait_obj, __ATOMIC_RELAXED),
-		              __atomic_load_n(&t->wait_arg, __ATOMIC_RELAXED));
-		uint64_t since = __atomic_load_n(&t->wait_since_ns, __ATOMIC_RELAXED);
-		if (*waits && d->timed && since && d->now_ns >= since) {
+		uint32_t wait = __atomic_load_n(&t->wait, __ATOMIC_RELAXED);
+		describe_wait(waits, sizeof waits, wait & 0xff,
+		              __atomic_load_n(&t->wait_obj, __ATOMIC_RELAXED), wait >> 8);
+		uint32_t since = __atomic_load_n(&t->wait_since_ms, __ATOMIC_RELAXED);
+		if (*waits && d->timed) {
 			size_t len = strlen(waits);
-			snprintf(waits + len, sizeof waits - len, " for %" PRIu64 " ms",
-			         (d->now_ns - since) / 1000000);
+			snprintf(waits + len, sizeof waits - len, " for %u ms", d->now_ms - since);
 		}
 		snprintf(state, sizeof state, "parked");
 	}
@@ -255,8 +255,9 @@ static struct dump new_dump(struct weft_runtime *rt)
 {
 	return (struct dump){
 	        .rt = rt,
-	        .now_ns = atomic_load_explicit(&rt->coarse_ns, memory_order_relaxed),
+	        .now_ms = weft__coarse_ms(),
 	        .timed = rt->monitor.started,
+	        .period_ms = rt->monitor.period_ns / 1000000,
 	};
 }
 

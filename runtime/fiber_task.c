@@ -49,12 +49,14 @@ static void misuse_abort(struct weft_task *t, const char *what)
 	abort();
 }
 
-/* The task stops running: its run time estimate grows by the coarse
-   clock's advance since it resumed (see task.h). */
-static void account_run(struct weft_task *t)
+/* The task stops running: if the monitor sampled this worker while it
+   ran, the period is charged to it (task.h). */
+static void account_run(struct weft__thread *th, struct weft_task *t)
 {
-	uint64_t now = atomic_load_explicit(&t->rt->coarse_ns, memory_order_relaxed);
-	__atomic_store_n(&t->run_ns, t->run_ns + (now - t->resumed_ns), __ATOMIC_RELAXED);
+	if (atomic_load_explicit(&th->sampled, memory_order_relaxed)) {
+		atomic_store_explicit(&th->sampled, 0, memory_order_relaxed);
+		__atomic_store_n(&t->run_periods, t->run_periods + 1, __ATOMIC_RELAXED);
+	}
 }
 
 /* The task now runs on this thread: the bookkeeping every resume does. */
@@ -62,11 +64,8 @@ static void begin_running(struct weft__tls *tls, struct weft__thread *th, struct
 {
 	tls->task = t;
 	atomic_store_explicit(&th->running, t, memory_order_release); /* the monitor reads t */
-	__atomic_store_n(&t->wait_kind, WEFT__WAIT_NONE, __ATOMIC_RELAXED);
 	__atomic_store_n(&t->runs, t->runs + 1, __ATOMIC_RELAXED);
-	t->resumed_ns = atomic_load_explicit(&t->rt->coarse_ns, memory_order_relaxed);
 	t->budget = WEFT__BUDGET;
-	*weft__errno() = t->saved_errno;
 }
 
 /* fn returned: publish COMPLETE, wake the joiner, drop the task's own
@@ -158,8 +157,8 @@ void weft__task_switch_out(enum weft__switch_reason why)
 			return; /* nothing else to run here: carry on */
 		to = &th->sched;
 	}
-	t->saved_errno = *weft__errno();
-	account_run(t);
+	int saved_errno = *weft__errno(); /* on this stack: ours across the switch */
+	account_run(th, t);
 	th->pend = why == WEFT__SW_YIELD ? WEFT__PEND_YIELD : WEFT__PEND_PARK;
 	th->pend_task = t;
 	weft__fiber_switch(&t->fiber, to);
@@ -169,6 +168,7 @@ void weft__task_switch_out(enum weft__switch_reason why)
 	th = tls->thread;
 	weft__finish_pending(th);
 	begin_running(tls, th, t);
+	*weft__errno() = saved_errno;
 }
 
 /* Runs t's function on the current stack (which t owns), then checks what
@@ -181,7 +181,7 @@ static void run_function(struct weft_task *t)
 		t->pinned_to = th; /* spawned pinned: bound where it first runs */
 	if (!t->id)
 		weft__task_set_id(t, weft__next_task_id(th->rt, th->worker)); /* spawned outside */
-	t->saved_errno = 0;
+	*weft__errno() = 0;
 	begin_running(tls, th, t);
 	t->result = t->fn(t->arg);
 	t->cancelled_at_return = weft__cancel_requested(t);

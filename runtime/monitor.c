@@ -38,6 +38,8 @@
 #include "worker.h"
 
 #define WEFT__BT_SIGNAL (SIGRTMAX - 1)
+
+_Atomic uint32_t weft__coarse_ms_now;
 #define REPORTS_PER_MINUTE 10
 #define BT_WAIT_NS (50 * 1000000ull)
 #define MIN_PERIOD_NS (1000000ull)
@@ -271,6 +273,8 @@ static void check_worker(struct weft_runtime *rt, unsigned i, uint64_t now)
 	struct weft__watch *w = &m->watch[i];
 	struct weft_task *t = atomic_load_explicit(&th->running, memory_order_acquire);
 	uint32_t tick = atomic_load_explicit(&th->worker->tick, memory_order_relaxed);
+	if (t)
+		atomic_store_explicit(&th->sampled, 1, memory_order_relaxed); /* a run period */
 	if (!t || t != w->task || tick != w->tick) {
 		w->task = t;
 		w->tick = tick;
@@ -294,13 +298,15 @@ static void *monitor_main(void *arg)
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL); /* the program's signals are not ours */
 	m->window_start_ns = weft__mono_ns();
-	atomic_store_explicit(&rt->coarse_ns, m->window_start_ns, memory_order_relaxed);
+	atomic_store_explicit(&weft__coarse_ms_now, (uint32_t)(m->window_start_ns / 1000000),
+	                      memory_order_relaxed);
 	struct timespec period = {(time_t)(m->period_ns / 1000000000ull),
 	                          (long)(m->period_ns % 1000000000ull)};
 	while (!atomic_load_explicit(&m->stop, memory_order_acquire)) {
 		weft__futex_wait(&m->stop, 0, &period);
 		uint64_t now = weft__mono_ns();
-		atomic_store_explicit(&rt->coarse_ns, now, memory_order_relaxed);
+		atomic_store_explicit(&weft__coarse_ms_now, (uint32_t)(now / 1000000),
+		                      memory_order_relaxed);
 		if (atomic_exchange_explicit(&m->dump_asked, 0, memory_order_acquire))
 			weft_dump_tasks(rt,
 			                atomic_load_explicit(&m->dump_fd, memory_order_relaxed));

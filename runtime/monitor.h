@@ -45,6 +45,16 @@ struct weft__monitor {
 	_Atomic int dump_asked;  /* set by the signal handler */
 };
 
+/* A clock in ms (wrapping) that every running monitor advances each
+   period: what task dumps measure waits with, read without a system call.
+   It stands still while no monitor runs. */
+extern _Atomic uint32_t weft__coarse_ms_now;
+
+static inline uint32_t weft__coarse_ms(void)
+{
+	return atomic_load_explicit(&weft__coarse_ms_now, memory_order_relaxed);
+}
+
 /* Starts the monitor for rt (after its workers started): 0, or -errno. */
 int weft__monitor_start(struct weft_runtime *rt);
 

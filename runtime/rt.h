@@ -22,7 +22,7 @@
 struct weft_runtime {
 	weft_config cfg;
 	unsigned nworkers;
-	int io_backend; /* WEFT_IO_URING or WEFT_IO_EPOLL, as chosen at start */
+	int io_backend;            /* WEFT_IO_URING or WEFT_IO_EPOLL, as chosen at start */
 	_Atomic uint32_t io_ready; /* workers whose ring or epoll is set up */
 	uint64_t spin_ns;
 	uint64_t time_base_ns; /* tick 0 of the workers' timer wheels */
@@ -34,7 +34,6 @@ struct weft_runtime {
 	struct weft__stack_depot stacks;
 	struct weft__blocking blocking;
 	struct weft__monitor monitor;
-	_Atomic uint64_t coarse_ns; /* a clock the monitor advances each period */
 	_Atomic bool closed;   /* shutdown began: no spawns, every wait cancelled */
 	_Atomic bool stopping; /* workers exit once idle */
 

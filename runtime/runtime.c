@@ -241,7 +241,6 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
 	rt->nworkers = c.workers;
 	rt->spin_ns = c.spin_us == WEFT_DISABLED ? 0 : (uint64_t)c.spin_us * 1000;
 	rt->time_base_ns = weft_now_ns();
-	atomic_init(&rt->coarse_ns, rt->time_base_ns); /* the monitor advances it */
 	weft__stack_depot_init(&rt->stacks, c.stack_size);
 	weft__blocking_init(&rt->blocking, rt, c.max_blocking_threads,
 	                    c.blocking_keepalive_ms == WEFT_DISABLED

@@ -93,10 +93,9 @@ void weft__task_init(struct weft_task *t, weft_runtime *rt, const struct weft__t
 	t->result = NULL;
 	t->scope = NULL;
 	weft__task_set_site(t, NULL, file ? file : "?", line);
-	t->wait_kind = WEFT__WAIT_NONE;
+	t->wait = WEFT__WAIT_NONE;
 	t->wait_obj = NULL;
-	t->wait_arg = 0;
-	t->wait_since_ns = t->runs = t->run_ns = t->resumed_ns = 0;
+	t->wait_since_ms = t->runs = t->run_periods = 0;
 	t->magic = WEFT__TASK_MAGIC;
 }
 
@@ -108,7 +107,7 @@ void weft__task_finish(struct weft_task *t)
 	} while (!atomic_compare_exchange_weak_explicit(
 	        &t->state, &prev, next, memory_order_acq_rel, memory_order_relaxed));
 	if (prev & WEFT__T_JOIN_WAITER)
-		weft__waker_wake(t->joiner);
+		weft__waker_wake(weft__waker_unpack(t->joiner));
 }
 
 weft_task *weft_spawn_at(weft_runtime *rt, weft_fn fn, void *arg, const weft_spawn_opts *opts,
@@ -133,7 +132,7 @@ weft_task *weft_spawn_at(weft_runtime *rt, weft_fn fn, void *arg, const weft_spa
 	t->stack_size = stack_size;
 	t->pinned_spawn = opts && opts->pinned;
 	t->pin_depth = t->pinned_spawn;
-	weft__task_set_site(t, opts ? opts->name : NULL, file ? file : "?", line);
+	__atomic_store_n(&t->name, opts ? opts->name : NULL, __ATOMIC_RELAXED);
 	struct weft__thread *th = tls->thread;
 	if (th && th->rt == rt) {
 		weft__task_set_id(t, count_local_spawn(rt, th));
@@ -179,7 +178,7 @@ static uint64_t withdraw_joiner(weft_task *t)
 	} while (!atomic_compare_exchange_weak_explicit(&t->state, &cur, cur & ~WEFT__T_JOIN_WAITER,
 	                                                memory_order_acq_rel,
 	                                                memory_order_acquire));
-	weft__waker_drop(t->joiner);
+	weft__waker_drop(weft__waker_unpack(t->joiner));
 	return cur;
 }
 
@@ -188,16 +187,16 @@ static uint64_t withdraw_joiner(weft_task *t)
 static int wait_complete(weft_task *t, uint64_t *state)
 {
 	_Atomic uint32_t word;
-	weft__wait_describe(WEFT__WAIT_JOIN, t, (int64_t)__atomic_load_n(&t->id, __ATOMIC_RELAXED));
-	t->joiner = weft__waker_self(&word);
+	struct weft__waker self = weft__waker_self(&word);
+	t->joiner = weft__waker_pack(self);
 	uint64_t s = atomic_fetch_or_explicit(&t->state, WEFT__T_JOIN_WAITER, memory_order_acq_rel);
 	if (s & WEFT__T_COMPLETE) {
-		weft__waker_drop(t->joiner); /* the completer did not see us */
+		weft__waker_drop(self); /* the completer did not see us */
 		*state = s;
 		return 0;
 	}
 	for (;;) {
-		weft__block(&word);
+		weft__block(&word, WEFT__WAIT_JOIN, t, 0);
 		s = weft__task_state(t);
 		if (s & WEFT__T_COMPLETE)
 			break;
@@ -209,7 +208,7 @@ static int wait_complete(weft_task *t, uint64_t *state)
 			break; /* completed meanwhile: the join took effect */
 		}
 	}
-	weft__waker_settle(t->joiner); /* the completer is done with our word */
+	weft__waker_settle(self); /* the completer is done with our word */
 	*state = s;
 	return 0;
 }

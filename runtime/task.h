@@ -51,7 +51,7 @@
 #define WEFT__T_REF_ONE (1ull << 8)
 #define WEFT__T_REF_MASK (~(WEFT__T_REF_ONE - 1))
 
-#define WEFT__TASK_MAGIC 0x7466657774736b21ull
+#define WEFT__TASK_MAGIC 0x7466776bu
 #define WEFT__BUDGET 128
 
 struct weft__thread;
@@ -72,11 +72,12 @@ struct weft__task_vtable {
 /* Laid out by who touches what, because the header moves between the
    spawner's, the runner's and the joiner's caches a line at a time: the first
    line is what starting, finishing and joining a task read; the second the
-   rest of a task's bookkeeping; the third its saved context and what only
-   diagnostics read. */
+   rest of a task's bookkeeping, with what a wait records for the task dump;
+   the third its saved context, and what joins and diagnostics read. */
 struct weft_task {
 	_Alignas(64) _Atomic uint64_t state;
-	uint64_t magic;
+	uint32_t magic;
+	int line; /* spawn site line */
 	const struct weft__task_vtable *vt;
 	struct weft_runtime *rt;
 	weft_fn fn;
@@ -84,58 +85,76 @@ struct weft_task {
 	void *result;
 	struct weft__stack *stack; /* NULL until the first run */
 
-	struct weft__waker joiner;
-	size_t stack_size;
 	struct weft__thread *pinned_to;
 	struct weft_task *qnext; /* injector / inbox / batch link */
 	uint64_t id;
-	int saved_errno;
+	const void *wait_obj; /* task dump: see below */
+	uint32_t stack_size;
 	int32_t budget;
+	uint32_t wait; /* enum weft__wait_kind | arg << 8, of its last wait */
+	uint32_t runs;
 	uint16_t pin_depth;
 	uint16_t shield_depth;
 	bool cancelled_at_return; /* CANCELLED as fn returned: join's answer */
 	bool pinned_spawn;        /* spawned with opts.pinned: pin_depth starts at 1 */
 	_Atomic bool registered;  /* in the registry: it has yielded or parked */
+	const char *file;         /* spawn site */
 
 	struct weft__fiber fiber;
 	struct weft_deadline *scope; /* innermost deadline scope, or NULL */
-	const char *name;
-	const char *file;
-	int line;
-	uint32_t reg_shard; /* where the registry keeps it */
+	uintptr_t joiner;            /* a waker, packed (weft__waker_pack) */
+	uint32_t reg_shard;          /* where the registry keeps it */
 	uint32_t reg_slot;
-
-	/* For the task dump, written by the task itself and read by a dump on
-	   any thread (relaxed atomic accesses): what it last waited on and
-	   since when, and how often and how long it ran. Times come from the
-	   runtime's coarse clock (advanced by the monitor each period): a run
-	   spanning a tick adds the whole tick, so run_ns estimates the run
-	   time without bias while no clock is read per switch. */
-	uint32_t wait_kind; /* enum weft__wait_kind; NONE while it runs */
-	const void *wait_obj;
-	int64_t wait_arg;
-	uint64_t wait_since_ns;
-	uint64_t runs;
-	uint64_t run_ns;
-	uint64_t resumed_ns;
+	uint32_t wait_since_ms; /* weft__coarse_ms() when it began the wait */
+	uint32_t run_periods;
+	const char *name;
 };
+
+/* Three lines, as laid out above; a fourth would move every header to a
+   larger allocation class (measured: +5% instructions in ping_pong).
+   Sanitizer builds carry their fiber handles in it and may be larger. */
+#if !defined(WEFT__ASAN) && !defined(WEFT__TSAN)
+_Static_assert(sizeof(struct weft_task) == 192, "the task header outgrew three cache lines");
+#endif
+
+/* The task dump's fields -- wait, wait_obj, wait_since_ms, runs,
+   run_periods -- are written by the task itself and read by a dump on any
+   thread (relaxed atomic accesses): what it last waited on (the kind in
+   the low 8 bits of wait, a small argument above; wait_obj the object, or
+   an fd), since when, how often it ran, and in how many of the monitor's
+   periods it was caught running (monitor.h: an unbiased estimate of its
+   run time, with no clock read per switch). */
+
+/* A waker in one word, for the joiner: a task pointer (64-byte aligned), or
+   a thread's word pointer with the low bit set. */
+static inline uintptr_t weft__waker_pack(struct weft__waker w)
+{
+	return w.task ? (uintptr_t)w.task : (uintptr_t)w.word | 1;
+}
+
+static inline struct weft__waker weft__waker_unpack(uintptr_t v)
+{
+	if (v & 1)
+		return (struct weft__waker){NULL, (_Atomic uint32_t *)(v & ~(uintptr_t)1)};
+	return (struct weft__waker){(struct weft_task *)v, NULL};
+}
 
 enum weft__wait_kind {
 	WEFT__WAIT_NONE,
 	WEFT__WAIT_MUTEX,
 	WEFT__WAIT_RWLOCK_READ,
 	WEFT__WAIT_RWLOCK_WRITE,
-	WEFT__WAIT_SEM,    /* arg: permits asked */
+	WEFT__WAIT_SEM, /* arg: permits asked (at most 2^24 - 1 shown) */
 	WEFT__WAIT_NOTIFY,
 	WEFT__WAIT_CHAN_SEND,
 	WEFT__WAIT_CHAN_RECV,
 	WEFT__WAIT_SELECT, /* arg: cases */
 	WEFT__WAIT_ONESHOT,
-	WEFT__WAIT_JOIN,   /* arg: the task id */
+	WEFT__WAIT_JOIN, /* obj: the task joined */
 	WEFT__WAIT_GROUP,
-	WEFT__WAIT_FD,     /* arg: fd | events << 32 */
-	WEFT__WAIT_IO,     /* arg: fd | io_uring opcode << 32 */
-	WEFT__WAIT_ACCEPT, /* arg: fd */
+	WEFT__WAIT_FD, /* obj: fd; arg: the events (EPOLLIN, EPOLLOUT) */
+	WEFT__WAIT_IO, /* obj: fd; arg: the io_uring opcode */
+	WEFT__WAIT_ACCEPT,
 };
 
 static inline uint64_t weft__task_state(struct weft_task *t)

@@ -58,19 +58,6 @@ void weft__waker_drop(struct weft__waker w)
 		weft__task_unref(w.task);
 }
 
-void weft__wait_describe(unsigned kind, const void *obj, int64_t arg)
-{
-	struct weft_task *t = weft__tls()->task;
-	if (!t)
-		return;
-	__atomic_store_n(&t->wait_obj, obj, __ATOMIC_RELAXED);
-	__atomic_store_n(&t->wait_arg, arg, __ATOMIC_RELAXED);
-	__atomic_store_n(&t->wait_since_ns,
-	                 atomic_load_explicit(&t->rt->coarse_ns, memory_order_relaxed),
-	                 __ATOMIC_RELAXED);
-	__atomic_store_n(&t->wait_kind, kind, __ATOMIC_RELAXED);
-}
-
 void weft__task_park(void)
 {
 	weft__task_switch_out(WEFT__SW_PARK);
@@ -139,13 +126,19 @@ static void block_thread(struct weft__tls *tls, _Atomic uint32_t *word)
 	}
 }
 
-void weft__block(_Atomic uint32_t *word)
+void weft__block(_Atomic uint32_t *word, unsigned kind, const void *obj, uint32_t arg)
 {
 	struct weft__tls *tls = weft__tls();
-	if (tls->task)
-		block_task(tls, tls->task);
-	else
+	struct weft_task *t = tls->task;
+	if (!t) {
 		block_thread(tls, word);
+		return;
+	}
+	/* What the task dump shows (task.h). */
+	__atomic_store_n(&t->wait_obj, obj, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->wait_since_ms, weft__coarse_ms(), __ATOMIC_RELAXED);
+	__atomic_store_n(&t->wait, kind | (arg < 0xffffff ? arg : 0xffffff) << 8, __ATOMIC_RELAXED);
+	block_task(tls, t);
 }
 
 void weft__waker_settle(struct weft__waker w)

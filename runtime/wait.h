@@ -15,7 +15,7 @@
  *     if (!ready) {
  *         w = weft__waker_self(&word); publish w;
  *         while (!ready) {
- *             weft__block(&word);
+ *             weft__block(&word, WEFT__WAIT_..., obj, 0);
  *             if (!ready && (rc = weft__wait_check()) < 0 && withdraw w)
  *                 return rc;                             // nothing taken
  *         }
@@ -41,8 +41,10 @@ void weft__waker_wake(struct weft__waker w);
 void weft__waker_drop(struct weft__waker w);
 
 /* Blocks the caller until its waker is woken, or the deadline of its
-   deadline scope passes; may return early (recheck, then weft__wait_check). */
-void weft__block(_Atomic uint32_t *word);
+   deadline scope passes; may return early (recheck, then weft__wait_check).
+   kind, obj, arg: what it waits on, for the task dump (enum
+   weft__wait_kind in task.h; arg is kept up to 2^24 - 1). */
+void weft__block(_Atomic uint32_t *word, unsigned kind, const void *obj, uint32_t arg);
 
 /* The checks every wait makes before it waits and after each wake-up:
    -ECANCELED for a cancelled task outside a shield, -ETIMEDOUT once the
@@ -69,11 +71,6 @@ static inline uint64_t weft__deadline_in_force(const struct weft_deadline *d, un
    plain thread's wait word lives on its stack. Nothing to do for a task
    (the waker holds a reference to it). */
 void weft__waker_settle(struct weft__waker w);
-
-/* Records what the calling task is about to wait on (enum weft__wait_kind
-   in task.h), for the task dump; nothing for a plain thread. Call it on
-   the slow path, where the wait will probably park. */
-void weft__wait_describe(unsigned kind, const void *obj, int64_t arg);
 
 /* Parks the current task (part of weft__block). */
 void weft__task_park(void);

@@ -357,7 +357,10 @@ struct weft_task *weft__next_runnable(struct weft__thread *th)
 		w->lifo = NULL;
 		if (w->lifo_runs < WEFT__LIFO_MAX_RUNS) {
 			w->lifo_runs++;
-			atomic_store_explicit(&w->lifo_hits, atomic_load_explicit(&w->lifo_hits, memory_order_relaxed) + 1, memory_order_relaxed);
+			atomic_store_explicit(
+			        &w->lifo_hits,
+			        atomic_load_explicit(&w->lifo_hits, memory_order_relaxed) + 1,
+			        memory_order_relaxed);
 			return t;
 		}
 		push_back(rt, w, t); /* capped: to the back, behind the others */

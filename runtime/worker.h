@@ -91,6 +91,7 @@ struct weft__thread {
 	struct weft__bufs bufs;     /* lent receive buffers, made at first use */
 	void *altstack;
 	struct weft_task *_Atomic running; /* shutdown's stragglers, the monitor */
+	_Atomic uint32_t sampled;          /* the monitor saw a task running here */
 	pid_t tid;                         /* the OS thread's id (the monitor's /proc look) */
 	_Atomic int bt_n;                  /* the monitor's backtrace request: -1 asked */
 	void *bt[WEFT_STALL_MAX_FRAMES];

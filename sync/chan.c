@@ -257,7 +257,9 @@ static inline __attribute__((always_inline)) int wait_op(weft_chan *c, int kind,
 			return finish(c, rc, k, wake);
 		weft__wq_enqueue(queue_of(c, kind), &w, false);
 		int r = weft__wq_wait_in(&c->senders, queue_of(c, kind), &w,
-		                         kind == WEFT_SELECT_SEND ? WEFT__WAIT_CHAN_SEND : WEFT__WAIT_CHAN_RECV, c, 0);
+		                         kind == WEFT_SELECT_SEND ? WEFT__WAIT_CHAN_SEND
+		                                                  : WEFT__WAIT_CHAN_RECV,
+		                         c, 0);
 		if (r == WEFT__W_GRANTED)
 			return 0; /* the other side moved our element */
 		if (r < 0)
@@ -439,12 +441,12 @@ static void unregister_cases(struct weft__sel *sel, struct weft__waiter *w, size
 
 /* Parks until a party delivered a case, or the wait ends (cancellation,
    the deadline) and the select withdraws first; the error then. */
-static int await_delivery(struct weft__sel *sel)
+static int await_delivery(struct weft__sel *sel, size_t n)
 {
 	for (;;) {
 		if (atomic_load_explicit(&sel->delivered, memory_order_acquire))
 			return 0;
-		weft__block(&sel->word);
+		weft__block(&sel->word, WEFT__WAIT_SELECT, sel, (uint32_t)n);
 		if (atomic_load_explicit(&sel->delivered, memory_order_acquire))
 			return 0;
 		int rc = weft__wait_check();
@@ -485,10 +487,8 @@ int weft_select(weft_select_case *cases, size_t n, int64_t timeout_ms)
 	bool own;
 	size_t registered = register_cases(&sel, w, n, start, &own);
 	if (!own)
-	if (!own) {
-		weft__wait_describe(WEFT__WAIT_SELECT, cases, (int64_t)n);
-		rc = await_delivery(&sel); /* 0 once a case was delivered */
-	}
+		if (!own)
+			rc = await_delivery(&sel, n); /* 0 once a case was delivered */
 	unregister_cases(&sel, w, n, registered, start);
 	int fired = atomic_load_explicit(&sel.fired, memory_order_acquire);
 	if (own || fired == WEFT__SEL_WITHDRAWN)

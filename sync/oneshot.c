@@ -155,7 +155,6 @@ static uint32_t withdraw_rx(weft_oneshot *o)
 static int wait_published(weft_oneshot *o)
 {
 	_Atomic uint32_t word;
-	weft__wait_describe(WEFT__WAIT_ONESHOT, o, 0);
 	o->rx = weft__waker_self(&word);
 	o->sel = NULL;
 	uint32_t s = atomic_fetch_or_explicit(&o->state, RX_WAITING, memory_order_acq_rel);
@@ -164,7 +163,7 @@ static int wait_published(weft_oneshot *o)
 		return 0;
 	}
 	for (;;) {
-		weft__block(&word);
+		weft__block(&word, WEFT__WAIT_ONESHOT, o, 0);
 		s = atomic_load_explicit(&o->state, memory_order_acquire);
 		if (s & (VALUE | CLOSED))
 			break;

@@ -99,7 +99,8 @@ static int lock(weft_rwlock *l, int kind)
 	struct weft__waiter w;
 	w.n = (uint64_t)kind;
 	weft__wq_enqueue(&l->q, &w, false);
-	int r = weft__wq_wait(&l->q, &w, kind == READ ? WEFT__WAIT_RWLOCK_READ : WEFT__WAIT_RWLOCK_WRITE, l, 0);
+	int r = weft__wq_wait(
+	        &l->q, &w, kind == READ ? WEFT__WAIT_RWLOCK_READ : WEFT__WAIT_RWLOCK_WRITE, l, 0);
 	if (r == WEFT__W_GRANTED)
 		return 0;
 	weft__wq_lock(&l->q);

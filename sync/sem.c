@@ -82,7 +82,8 @@ int weft_sem_acquire(weft_sem *s, uint64_t n)
 	struct weft__waiter w;
 	w.n = n;
 	weft__wq_enqueue(&s->q, &w, false);
-	int r = weft__wq_wait(&s->q, &w, WEFT__WAIT_SEM, s, (int64_t)n);
+	int r = weft__wq_wait(&s->q, &w, WEFT__WAIT_SEM, s,
+	                      (uint32_t)(n < 0xffffff ? n : 0xffffff));
 	if (r == WEFT__W_GRANTED)
 		return 0;
 	/* Left: those behind us may fit now. */

@@ -173,11 +173,11 @@ static inline void weft__wq_enqueue(struct weft_waitq_ *q, struct weft__waiter *
    stands. */
 static inline int weft__wq_wait_in(struct weft_waitq_ *lk, struct weft_waitq_ *q,
                                    struct weft__waiter *w, unsigned kind, const void *obj,
-                                   int64_t arg);
+                                   uint32_t arg);
 
 /* kind, obj, arg: what the task dump shows it waits on (runtime/task.h). */
 static inline int weft__wq_wait(struct weft_waitq_ *q, struct weft__waiter *w, unsigned kind,
-                                const void *obj, int64_t arg)
+                                const void *obj, uint32_t arg)
 {
 	return weft__wq_wait_in(q, q, w, kind, obj, arg);
 }
@@ -186,13 +186,12 @@ static inline int weft__wq_wait(struct weft_waitq_ *q, struct weft__waiter *w, u
    channel keeps its senders and receivers under one lock). */
 static inline int weft__wq_wait_in(struct weft_waitq_ *lk, struct weft_waitq_ *q,
                                    struct weft__waiter *w, unsigned kind, const void *obj,
-                                   int64_t arg)
+                                   uint32_t arg)
 {
 	weft__wq_unlock(lk);
-	weft__wait_describe(kind, obj, arg);
 	uint32_t s;
 	for (;;) {
-		weft__block(&w->word);
+		weft__block(&w->word, kind, obj, arg);
 		s = atomic_load_explicit(&w->state, memory_order_acquire);
 		if (s != WEFT__W_QUEUED)
 			break;
