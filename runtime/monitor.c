@@ -321,6 +321,9 @@ int weft__monitor_start(struct weft_runtime *rt)
 	struct weft__monitor *m = &rt->monitor;
 	if (rt->cfg.stall_threshold_ms == WEFT_DISABLED)
 		return 0;
+	/* Now, before any task of rt can record a wait against it. */
+	atomic_store_explicit(&weft__coarse_ms_now, (uint32_t)(weft__mono_ns() / 1000000),
+	                      memory_order_relaxed);
 	pthread_once(&bt_once, install_bt_signal);
 	m->stall_ns = (uint64_t)rt->cfg.stall_threshold_ms * 1000000ull;
 	m->period_ns = m->stall_ns / 4;

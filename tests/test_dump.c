@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -138,6 +139,7 @@ Test(dump, parked_tasks_are_listed_with_what_they_wait_on)
 	                        {.name = "reader"}, {.name = "sleeper"},  {.name = "spinner"},
 	                        {.name = "joiner"}};
 	weft_task *t[7];
+	uint64_t spawned_ns = test_now_ns();
 	t[0] = weft_spawn_ex(rt, lock_mutex, NULL, &o[0]);
 	t[1] = weft_spawn_ex(rt, recv_chan, NULL, &o[1]);
 	t[2] = weft_spawn_ex(rt, wait_note, NULL, &o[2]);
@@ -168,14 +170,18 @@ Test(dump, parked_tasks_are_listed_with_what_they_wait_on)
 	char line[512];
 	line_of(text, "locker", line, sizeof line);
 	cr_assert(strstr(line, "test_dump.c:"), "no spawn site: %s", line);
-	/* The wait's length shows once the monitor's clock has moved. */
+	/* The wait's length shows, and is no longer than the task has
+	   existed (plus one monitor period of clock resolution). */
 	give_up = test_now_ns() + ESCAPE_NS;
+	const char *len;
 	do {
 		cr_assert_lt(test_now_ns(), give_up, "no wait length in 10 s: %s", line);
 		test_sleep_ms(10);
 		dump_text(rt, text, sizeof text);
 		line_of(text, "locker", line, sizeof line);
-	} while (!strstr(line, " ms; "));
+	} while (!(len = strstr(line, " for ")));
+	unsigned long waited = strtoul(len + 5, NULL, 10);
+	cr_assert_leq(waited, (test_now_ns() - spawned_ns) / 1000000 + 25, "%s", line);
 
 	weft_mutex_unlock(&mtx);
 	long v = 1;
