@@ -44,6 +44,7 @@ int weft_metrics_worker(weft_runtime *rt, unsigned i, weft_worker_metrics *out)
 	out->io_completed = load(&th->ring.completions) + load(&th->poller.events);
 	out->timers_armed = load(&w->timers.armed);
 	out->timers_fired = load(&w->timers.fired);
+	out->timers_rescued = load(&w->timers_rescued);
 	return 0;
 }
 
@@ -193,6 +194,8 @@ int weft_metrics_prometheus(weft_runtime *rt, int fd)
 	WORKER_FAMILY(&o, wm, n, io_completed, "counter", "I/O completions or readiness events.");
 	WORKER_FAMILY(&o, wm, n, timers_armed, "counter", "Timers armed in the worker's wheel.");
 	WORKER_FAMILY(&o, wm, n, timers_fired, "counter", "Timers the worker's wheel fired.");
+	WORKER_FAMILY(&o, wm, n, timers_rescued, "counter",
+	              "Timers of the worker the monitor fired while it was stuck.");
 	flush(&o);
 	free(wm);
 	return o.err;

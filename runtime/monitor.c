@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <execinfo.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <weft/time.h>
+
+#include "../timer/timer.h"
 #include "futex.h"
 #include "rt.h"
 #include "spin.h"
@@ -266,6 +270,17 @@ static void report(struct weft_runtime *rt, unsigned i, struct weft__watch *w, u
 		weft_stall_report_print(&r, STDERR_FILENO);
 }
 
+/* A worker stuck past handoff_ms fires no timers: the monitor fires the
+   due ones of its wheel (under the wheel's lock, as its owner would), and
+   the woken tasks go to the injector, where the other workers take them. */
+static void rescue_timers(struct weft_runtime *rt, unsigned i)
+{
+	struct weft__worker *w = &rt->workers[i];
+	unsigned n = weft__timers_fire(&w->timers, weft_now_ns(), UINT_MAX);
+	if (n)
+		atomic_fetch_add_explicit(&w->timers_rescued, n, memory_order_relaxed);
+}
+
 static void check_worker(struct weft_runtime *rt, unsigned i, uint64_t now)
 {
 	struct weft__monitor *m = &rt->monitor;
@@ -283,7 +298,10 @@ static void check_worker(struct weft_runtime *rt, unsigned i, uint64_t now)
 		w->reports = 0;
 		return;
 	}
-	if (now - w->since_ns < w->next_report_ns)
+	uint64_t stuck = now - w->since_ns;
+	if (stuck >= m->handoff_ns)
+		rescue_timers(rt, i);
+	if (stuck < w->next_report_ns)
 		return;
 	/* Again when it has lasted twice as long as now. */
 	w->next_report_ns = 2 * (now - w->since_ns);
@@ -326,7 +344,10 @@ int weft__monitor_start(struct weft_runtime *rt)
 	                      memory_order_relaxed);
 	pthread_once(&bt_once, install_bt_signal);
 	m->stall_ns = (uint64_t)rt->cfg.stall_threshold_ms * 1000000ull;
-	m->period_ns = m->stall_ns / 4;
+	m->handoff_ns = rt->cfg.handoff_ms == WEFT_DISABLED
+	                        ? UINT64_MAX
+	                        : (uint64_t)rt->cfg.handoff_ms * 1000000ull;
+	m->period_ns = (m->stall_ns < m->handoff_ns ? m->stall_ns : m->handoff_ns) / 4;
 	if (m->period_ns < MIN_PERIOD_NS)
 		m->period_ns = MIN_PERIOD_NS;
 	if (m->period_ns > MAX_PERIOD_NS)

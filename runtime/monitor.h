@@ -34,7 +34,7 @@ struct weft__monitor {
 	pthread_t thread;
 	bool started;
 	_Atomic uint32_t stop; /* futex word: the monitor sleeps on it */
-	uint64_t period_ns, stall_ns;
+	uint64_t period_ns, stall_ns, handoff_ns;
 	weft_stall_handler handler;
 	void *handler_arg;
 	struct weft__watch *watch;

@@ -56,6 +56,7 @@ struct weft__worker {
 	   injector spawns + sum(spawned) - sum(completed). */
 	_Atomic uint64_t spawned, completed, steals, stolen_tasks, parks;
 	_Atomic uint64_t lifo_hits, unparks, busy_ns;
+	_Atomic uint64_t timers_rescued; /* its due timers the monitor fired while it was stuck */
 	uint64_t active_since_ns; /* when it last woke (busy_ns accrues at sleep) */
 };
 

@@ -3,7 +3,9 @@
  * its name, spawn site and a backtrace that passes through it; a task
  * blocked in a system call is reported as blocked in that call, which is
  * not interrupted; a stall that goes on is reported again at twice its
- * length; WEFT_DISABLED starts no monitor thread. Event-based: each hog
+ * length; a sleeper whose timer is due on a stuck worker is fired by the
+ * monitor and run elsewhere; WEFT_DISABLED starts no monitor thread.
+ * Event-based: each hog
  * runs until the reports it waits for arrived (a 10 s escape hatch fails
  * the test).
  */
@@ -246,4 +248,55 @@ Test(monitor, the_default_report_names_the_task_and_what_it_does)
 	        strstr(buf, "worker 1 has run task 42 \"crunch\" (spawned at app.c:7) for 120 ms"),
 	        "%s", buf);
 	cr_assert(strstr(buf, "blocked in system call read"), "%s", buf);
+}
+
+/* A sleeper whose timer sits in the wheel of a worker that a pinned hog
+   keeps stuck: the monitor fires it (past handoff_ms) and another worker
+   runs it. The hog spins until the sleeper ran (10 s escape hatch). */
+struct rescue {
+	_Atomic int armed, woke;
+};
+
+static void *sleeper(void *arg)
+{
+	struct rescue *r = arg;
+	atomic_store(&r->armed, 1);
+	weft_sleep_ms(30); /* armed in this worker's wheel: the hog's */
+	atomic_store(&r->woke, 1);
+	return NULL;
+}
+
+static void *pinned_hog(void *arg)
+{
+	struct rescue *r = arg;
+	weft_task *s = weft_spawn(sleeper, r); /* this worker's LIFO slot */
+	while (!atomic_load(&r->armed))
+		weft_yield(); /* the sleeper runs here, arms its timer, parks */
+	uint64_t give_up = test_now_ns() + ESCAPE_NS;
+	while (!atomic_load(&r->woke))
+		if (test_now_ns() > give_up)
+			break;
+	intptr_t escaped = !atomic_load(&r->woke); /* before the join lets the wheel run */
+	weft_join(s, NULL);
+	return (void *)escaped;
+}
+
+Test(monitor, a_timer_due_on_a_stuck_worker_fires_anyway)
+{
+	struct seen s = {.want = 0};
+	weft_runtime *rt = monitored(&s, 100); /* handoff_ms: the default 10 */
+	struct rescue r = {0};
+	weft_spawn_opts opts = {.name = "pinned-hog", .pinned = true};
+	weft_task *h = weft_spawn_ex(rt, pinned_hog, &r, &opts);
+	void *escaped;
+	cr_assert_eq(weft_join(h, &escaped), 0);
+	cr_assert_null(escaped, "the sleeper's timer never fired while its worker was stuck");
+	uint64_t rescued = 0;
+	for (unsigned i = 0; i < 2; i++) {
+		weft_worker_metrics wm;
+		weft_metrics_worker(rt, i, &wm);
+		rescued += wm.timers_rescued;
+	}
+	cr_assert_geq(rescued, 1, "the timer fired, but not by the monitor's rescue");
+	weft_runtime_free(rt);
 }

@@ -71,6 +71,7 @@ typedef struct weft_worker_metrics {
 	uint64_t io_submitted;     /* io_uring: SQEs handed to the kernel */
 	uint64_t io_completed;     /* io_uring: CQEs reaped; epoll: readiness events */
 	uint64_t timers_armed, timers_fired;
+	uint64_t timers_rescued;   /* of its timers, fired by the monitor while it was stuck */
 } weft_worker_metrics;
 
 typedef struct weft_metrics {
