@@ -27,6 +27,8 @@
 
 #include <weft.h>
 
+#include "benches/lateness.h"
+
 #include "runtime/fiber.h"
 #include "runtime/rt.h"
 #include "runtime/futex.h"
@@ -857,107 +859,58 @@ static void spawn_blocking_seq(unsigned w, struct out *o)
    interval) for duration_ms, recording how late each wake-up was; from
    busy_start_ms on, one task spins for busy_ms without a weft call.
    Lateness percentiles overall and for wake-ups due inside the busy
-   window. */
-struct starve_ctx {
-	uint64_t t0, end, interval_ns, busy_start_ns, busy_ns;
-	long tasks, cap;
-	uint64_t *at_us, *lat_ns; /* per probe: cap samples each */
-	long *n;
+   window (benches/lateness.h). */
+struct starve_hog {
+	uint64_t start_ns, busy_ns;
 };
-
-static struct starve_ctx *g_starve;
-
-static void *starve_probe(void *arg)
-{
-	struct starve_ctx *c = g_starve;
-	long i = (long)(intptr_t)arg;
-	for (;;) {
-		uint64_t deadline = weft_now_ns() + c->interval_ns;
-		if (deadline > c->end || c->n[i] == c->cap)
-			break;
-		weft_sleep_until_ns(deadline);
-		uint64_t now = weft_now_ns();
-		long k = c->n[i]++;
-		c->at_us[i * c->cap + k] = (deadline - c->t0) / 1000;
-		c->lat_ns[i * c->cap + k] = now > deadline ? now - deadline : 0;
-	}
-	return NULL;
-}
 
 static void *starve_hog(void *arg)
 {
-	struct starve_ctx *c = arg;
-	weft_sleep_until_ns(c->t0 + c->busy_start_ns);
+	struct starve_hog *h = arg;
+	weft_sleep_until_ns(h->start_ns);
 	uint64_t s = weft_now_ns();
-	while (weft_now_ns() - s < c->busy_ns)
+	while (weft_now_ns() - s < h->busy_ns)
 		; /* no weft call: the worker is stuck */
 	return NULL;
 }
 
 static void starvation(unsigned w, struct out *o)
 {
-	struct starve_ctx c = {.tasks = opt("tasks", 1000)};
-	long interval_us = opt("interval_us", 1000), busy_ms = opt("busy_ms", 200),
-	     busy_start_ms = opt("busy_start_ms", 200), duration_ms = opt("duration_ms", 1000);
-	c.interval_ns = (uint64_t)interval_us * 1000;
-	c.busy_ns = (uint64_t)busy_ms * 1000000;
-	c.busy_start_ns = (uint64_t)busy_start_ms * 1000000;
-	c.cap = duration_ms * 1000 / (interval_us > 0 ? interval_us : 1) + 2;
-	c.at_us = calloc((size_t)(c.tasks * c.cap), sizeof *c.at_us);
-	c.lat_ns = calloc((size_t)(c.tasks * c.cap), sizeof *c.lat_ns);
-	c.n = calloc((size_t)c.tasks, sizeof *c.n);
-	weft_task **h = calloc((size_t)c.tasks, sizeof *h);
-	if (!c.at_us || !c.lat_ns || !c.n || !h)
-		die("starvation: out of memory");
-	g_starve = &c;
+	long tasks = opt("tasks", 1000), interval_us = opt("interval_us", 1000),
+	     busy_ms = opt("busy_ms", 200), busy_start_ms = opt("busy_start_ms", 200),
+	     duration_ms = opt("duration_ms", 1000);
 	weft_runtime *rt = new_runtime(w);
-	c.t0 = weft_now_ns();
-	c.end = c.t0 + (uint64_t)duration_ms * 1000000;
+	uint64_t t0 = weft_now_ns();
+	struct starve_hog hog = {t0 + (uint64_t)busy_start_ms * 1000000,
+	                         (uint64_t)busy_ms * 1000000};
 	weft_spawn_opts hog_opts = {.name = "starvation-hog"};
-	weft_task *hog = weft_spawn_ex(rt, starve_hog, &c, &hog_opts);
-	for (long i = 0; i < c.tasks; i++)
-		h[i] = weft_spawn_on(rt, starve_probe, (void *)(intptr_t)i);
-	weft_join(hog, NULL);
-	for (long i = 0; i < c.tasks; i++)
-		weft_join(h[i], NULL);
-	uint64_t elapsed = weft_now_ns() - c.t0;
+	weft_task *h = weft_spawn_ex(rt, starve_hog, &hog, &hog_opts);
+	struct probes p;
+	if (probes_start(&p, rt, tasks, (uint64_t)interval_us * 1000, t0,
+	                 (uint64_t)duration_ms * 1000000) < 0)
+		die("starvation: out of memory");
+	weft_join(h, NULL);
+	probes_join(&p);
+	uint64_t elapsed = weft_now_ns() - t0;
 	weft_runtime_free(rt);
-	size_t total = 0, inwin = 0;
-	for (long i = 0; i < c.tasks; i++)
-		total += (size_t)c.n[i];
-	uint64_t *all = calloc(total + 1, sizeof *all), *win = calloc(total + 1, sizeof *win);
-	uint64_t ws = (uint64_t)busy_start_ms * 1000,
-	         we = (uint64_t)(busy_start_ms + busy_ms) * 1000;
-	size_t na = 0;
-	for (long i = 0; i < c.tasks; i++)
-		for (long k = 0; k < c.n[i]; k++) {
-			uint64_t at = c.at_us[i * c.cap + k], lat = c.lat_ns[i * c.cap + k];
-			all[na++] = lat;
-			if (at >= ws && at < we)
-				win[inwin++] = lat;
-		}
-	qsort(all, na, sizeof *all, cmp_u64);
-	qsort(win, inwin, sizeof *win, cmp_u64);
+	struct lateness all = probes_stats(&p, 0, UINT64_MAX);
+	struct lateness win = probes_stats(&p, (uint64_t)busy_start_ms * 1000,
+	                                   (uint64_t)(busy_start_ms + busy_ms) * 1000);
+	probes_free(&p);
 	out_begin(o, "starvation", w);
-	out_num(o, "tasks", c.tasks);
+	out_num(o, "tasks", tasks);
 	out_num(o, "interval_us", interval_us);
 	out_num(o, "busy_ms", busy_ms);
 	out_num(o, "duration_ms", duration_ms);
 	out_num(o, "elapsed_ns", (long long)elapsed);
-	out_num(o, "samples", (long long)na);
-	out_num(o, "lat_p50_us", (long long)(pct_u64(all, na, 50) / 1000));
-	out_num(o, "lat_p99_us", (long long)(pct_u64(all, na, 99) / 1000));
-	out_num(o, "lat_max_us", (long long)(na ? all[na - 1] / 1000 : 0));
-	out_num(o, "busy_samples", (long long)inwin);
-	out_num(o, "busy_lat_p50_us", (long long)(pct_u64(win, inwin, 50) / 1000));
-	out_num(o, "busy_lat_p99_us", (long long)(pct_u64(win, inwin, 99) / 1000));
-	out_num(o, "busy_lat_max_us", (long long)(inwin ? win[inwin - 1] / 1000 : 0));
-	free(all);
-	free(win);
-	free(c.at_us);
-	free(c.lat_ns);
-	free(c.n);
-	free(h);
+	out_num(o, "samples", (long long)all.samples);
+	out_num(o, "lat_p50_us", (long long)all.p50_us);
+	out_num(o, "lat_p99_us", (long long)all.p99_us);
+	out_num(o, "lat_max_us", (long long)all.max_us);
+	out_num(o, "busy_samples", (long long)win.samples);
+	out_num(o, "busy_lat_p50_us", (long long)win.p50_us);
+	out_num(o, "busy_lat_p99_us", (long long)win.p99_us);
+	out_num(o, "busy_lat_max_us", (long long)win.max_us);
 }
 
 /* ---------------------------------------------------------------- driver */
