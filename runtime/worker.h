@@ -38,6 +38,7 @@ struct weft_task;
 #define WEFT__REFILL_BELOW 16    /* top the local queue up from the injector below this */
 #define WEFT__INJECT_HEADROOM 32 /* local queue slots an injector batch leaves free */
 #define WEFT__TIMERS_PER_TICK 4  /* due timers a busy worker fires between two tasks */
+#define WEFT__TIMERS_BEHIND_MS 1 /* ...unless the earliest is later than this: then all */
 
 struct weft__worker {
 	struct weft__lqueue lq; /* stealable */

@@ -117,6 +117,15 @@ static inline bool weft__timers_due(struct weft__timers *tm, uint64_t now_ns)
 	return next != WEFT__WHEEL_NEVER && (now_ns - tm->base_ns) / 1000000 >= next;
 }
 
+/* How many whole ticks (ms) the earliest due timer is late at now_ns (0
+   when none is due). */
+static inline uint64_t weft__timers_behind(struct weft__timers *tm, uint64_t now_ns)
+{
+	uint64_t next = atomic_load_explicit(&tm->next, memory_order_relaxed);
+	uint64_t tick = (now_ns - tm->base_ns) / 1000000;
+	return next != WEFT__WHEEL_NEVER && tick > next ? tick - next : 0;
+}
+
 static inline bool weft__timers_armed(struct weft__timers *tm)
 {
 	return atomic_load_explicit(&tm->next, memory_order_relaxed) != WEFT__WHEEL_NEVER;
