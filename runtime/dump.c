@@ -14,11 +14,9 @@
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <weft/observe.h>
 
@@ -31,6 +29,7 @@
 #include "rt.h"
 #include "spin.h"
 #include "task.h"
+#include "textbuf.h"
 #include "worker.h"
 
 /* Lines are formatted into memory under the registry's and the wheels'
@@ -42,57 +41,8 @@ struct dump {
 	bool timed;         /* a monitor advances it */
 	uint64_t period_ms; /* what one sampled run period counts for */
 	size_t listed;
-	char *buf;
-	size_t len, cap;
-	bool truncated; /* out of memory: lines were dropped */
+	struct weft__textbuf text;
 };
-
-static void append(struct dump *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void append(struct dump *d, const char *fmt, ...)
-{
-	char line[512];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(line, sizeof line, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
-	if (d->len + len > d->cap) {
-		size_t cap = d->cap ? 2 * d->cap : 16384;
-		while (cap < d->len + len)
-			cap *= 2;
-		char *nb = realloc(d->buf, cap);
-		if (!nb) {
-			d->truncated = true;
-			return;
-		}
-		d->buf = nb;
-		d->cap = cap;
-	}
-	memcpy(d->buf + d->len, line, len);
-	d->len += len;
-}
-
-/* Writes what was formatted; 0 or -errno. */
-static int write_out(struct dump *d, int fd)
-{
-	int rc = 0;
-	for (size_t off = 0; off < d->len;) {
-		ssize_t n = write(fd, d->buf + off, d->len - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			rc = n < 0 ? -errno : -EIO;
-			break;
-		}
-		off += (size_t)n;
-	}
-	free(d->buf);
-	d->buf = NULL;
-	d->len = d->cap = 0;
-	return rc;
-}
 
 static const char *opcode_name(unsigned op)
 {
@@ -186,13 +136,14 @@ static void print_task(struct dump *d, struct weft_task *t, const char *state, c
 {
 	const char *name = __atomic_load_n(&t->name, __ATOMIC_RELAXED);
 	const char *file = __atomic_load_n(&t->file, __ATOMIC_RELAXED);
-	append(d,
-	       "  task %" PRIu64 " \"%s\" (spawned at %s:%d): %s%s%s; %" PRIu64 " runs, %" PRIu64
-	       " ms run\n",
-	       __atomic_load_n(&t->id, __ATOMIC_RELAXED), name ? name : "", file ? file : "?",
-	       __atomic_load_n(&t->line, __ATOMIC_RELAXED), state, *waits ? ", waiting on " : "",
-	       waits, (uint64_t)__atomic_load_n(&t->runs, __ATOMIC_RELAXED),
-	       (uint64_t)__atomic_load_n(&t->run_periods, __ATOMIC_RELAXED) * d->period_ms);
+	weft__textbuf_printf(
+	        &d->text,
+	        "  task %" PRIu64 " \"%s\" (spawned at %s:%d): %s%s%s; %" PRIu64 " runs, %" PRIu64
+	        " ms run\n",
+	        __atomic_load_n(&t->id, __ATOMIC_RELAXED), name ? name : "", file ? file : "?",
+	        __atomic_load_n(&t->line, __ATOMIC_RELAXED), state, *waits ? ", waiting on " : "",
+	        waits, (uint64_t)__atomic_load_n(&t->runs, __ATOMIC_RELAXED),
+	        (uint64_t)__atomic_load_n(&t->run_periods, __ATOMIC_RELAXED) * d->period_ms);
 	d->listed++;
 }
 
@@ -247,8 +198,8 @@ static void collect(struct weft_runtime *rt, struct dump *d)
 	   finish and be freed at any moment, so it is only counted. */
 	for (unsigned i = 0; i < rt->nworkers; i++)
 		weft__timers_visit_sleepers(&rt->workers[i].timers, dump_sleeper, d);
-	if (d->truncated)
-		append(d, "  (out of memory: some tasks not listed)\n");
+	if (d->text.truncated)
+		weft__textbuf_printf(&d->text, "  (out of memory: some tasks not listed)\n");
 }
 
 static struct dump new_dump(struct weft_runtime *rt)
@@ -265,7 +216,7 @@ size_t weft__dump_task_lines(struct weft_runtime *rt, int fd)
 {
 	struct dump d = new_dump(rt);
 	collect(rt, &d);
-	write_out(&d, fd);
+	weft__textbuf_write(&d.text, fd);
 	return d.listed;
 }
 
@@ -276,11 +227,12 @@ int weft_dump_tasks(weft_runtime *rt, int fd)
 	weft_metrics m;
 	weft_metrics_get(rt, &m);
 	struct dump d = new_dump(rt);
-	append(&d, "weft: task dump: %" PRIu64 " live tasks, %u workers\n", m.tasks_alive,
-	       rt->nworkers);
+	weft__textbuf_printf(&d.text, "weft: task dump: %" PRIu64 " live tasks, %u workers\n",
+	                     m.tasks_alive, rt->nworkers);
 	collect(rt, &d);
 	if (m.tasks_alive > d.listed)
-		append(&d, "  (%" PRIu64 " more spawned, not started yet or started since)\n",
-		       m.tasks_alive - d.listed);
-	return write_out(&d, fd);
+		weft__textbuf_printf(
+		        &d.text, "  (%" PRIu64 " more spawned, not started yet or started since)\n",
+		        m.tasks_alive - d.listed);
+	return weft__textbuf_write(&d.text, fd);
 }

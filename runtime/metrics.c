@@ -6,16 +6,15 @@
  * hot path.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <weft/observe.h>
 
 #include "rt.h"
+#include "textbuf.h"
 #include "worker.h"
 
 static uint64_t load(_Atomic uint64_t *c)
@@ -84,63 +83,26 @@ int weft_metrics_get(weft_runtime *rt, weft_metrics *out)
 
 /* ---------------------------------------------------------- Prometheus */
 
-struct out {
-	int fd;
-	int err;
-	char buf[4096];
-	size_t len;
-};
-
-static void flush(struct out *o)
+static void family(struct weft__textbuf *o, const char *name, const char *type, const char *help)
 {
-	size_t off = 0;
-	while (off < o->len && !o->err) {
-		ssize_t n = write(o->fd, o->buf + off, o->len - off);
-		if (n < 0 && errno != EINTR)
-			o->err = -errno;
-		else if (n > 0)
-			off += (size_t)n;
-	}
-	o->len = 0;
+	weft__textbuf_printf(o, "# HELP weft_%s %s\n# TYPE weft_%s %s\n", name, help, name, type);
 }
 
-static void emit(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void emit(struct out *o, const char *fmt, ...)
+static void sample(struct weft__textbuf *o, const char *name, uint64_t v)
 {
-	char line[256];
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(line, sizeof line, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	if ((size_t)n >= sizeof line)
-		n = sizeof line - 1;
-	if (o->len + (size_t)n > sizeof o->buf)
-		flush(o);
-	memcpy(o->buf + o->len, line, (size_t)n);
-	o->len += (size_t)n;
-}
-
-static void family(struct out *o, const char *name, const char *type, const char *help)
-{
-	emit(o, "# HELP weft_%s %s\n# TYPE weft_%s %s\n", name, help, name, type);
-}
-
-static void sample(struct out *o, const char *name, uint64_t v)
-{
-	emit(o, "weft_%s %llu\n", name, (unsigned long long)v);
+	weft__textbuf_printf(o, "weft_%s %llu\n", name, (unsigned long long)v);
 }
 
 /* One per-worker family: the field at `offset` of each worker's metrics. */
-static void per_worker(struct out *o, const weft_worker_metrics *wm, unsigned n, const char *name,
-                       const char *type, const char *help, size_t offset)
+static void per_worker(struct weft__textbuf *o, const weft_worker_metrics *wm, unsigned n,
+                       const char *name, const char *type, const char *help, size_t offset)
 {
 	family(o, name, type, help);
 	for (unsigned i = 0; i < n; i++) {
 		uint64_t v;
 		memcpy(&v, (const char *)&wm[i] + offset, sizeof v);
-		emit(o, "weft_%s{worker=\"%u\"} %llu\n", name, i, (unsigned long long)v);
+		weft__textbuf_printf(o, "weft_%s{worker=\"%u\"} %llu\n", name, i,
+		                     (unsigned long long)v);
 	}
 }
 
@@ -159,7 +121,7 @@ int weft_metrics_prometheus(weft_runtime *rt, int fd)
 		return -ENOMEM;
 	for (unsigned i = 0; i < m.workers; i++)
 		weft_metrics_worker(rt, i, &wm[i]);
-	struct out o = {.fd = fd};
+	struct weft__textbuf o = {0};
 	family(&o, "workers", "gauge", "Worker threads of the runtime.");
 	sample(&o, "workers", m.workers);
 	family(&o, "tasks_spawned_total", "counter", "Tasks spawned.");
@@ -196,7 +158,8 @@ int weft_metrics_prometheus(weft_runtime *rt, int fd)
 	WORKER_FAMILY(&o, wm, n, timers_fired, "counter", "Timers the worker's wheel fired.");
 	WORKER_FAMILY(&o, wm, n, timers_rescued, "counter",
 	              "Timers of the worker the monitor fired while it was stuck.");
-	flush(&o);
 	free(wm);
-	return o.err;
+	if (o.truncated)
+		weft__textbuf_printf(&o, "# out of memory: some samples are missing\n");
+	return weft__textbuf_write(&o, fd);
 }
