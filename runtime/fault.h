@@ -17,6 +17,7 @@ enum weft__fault_site {
 	WEFT__FAULT_ONESHOT_ALLOC,
 	WEFT__FAULT_TIMER_ALLOC, /* a chunk of timer nodes, when a wait arms a timer */
 	WEFT__FAULT_POOL_THREAD, /* starting a blocking-pool thread */
+	WEFT__FAULT_MONITOR,     /* starting the stall monitor, in weft_runtime_new */
 	WEFT__FAULT_SITES
 };
 

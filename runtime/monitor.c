@@ -34,6 +34,7 @@
 #include <weft/time.h>
 
 #include "../timer/timer.h"
+#include "fault.h"
 #include "futex.h"
 #include "rt.h"
 #include "spin.h"
@@ -354,7 +355,7 @@ int weft__monitor_start(struct weft_runtime *rt)
 		m->period_ns = MAX_PERIOD_NS;
 	m->handler = rt->cfg.stall_handler;
 	m->handler_arg = rt->cfg.stall_handler_arg;
-	m->watch = calloc(rt->nworkers, sizeof *m->watch);
+	m->watch = weft__fault(WEFT__FAULT_MONITOR) ? NULL : calloc(rt->nworkers, sizeof *m->watch);
 	if (!m->watch)
 		return -ENOMEM;
 	atomic_init(&m->stop, 0);

@@ -8,6 +8,8 @@
  *  - WEFT__FAULT_STACK_ALLOC: the first stack mapping for a task's first run
  *    fails; the worker retries and the task still runs and joins with 0.
  *  - WEFT__FAULT_ONESHOT_ALLOC: weft_oneshot_new returns NULL, then works.
+ *  - WEFT__FAULT_MONITOR: the stall monitor cannot start: weft_runtime_new
+ *    returns NULL with its workers stopped and nothing leaked; then works.
  *
  * Each test checks that the armed fault was really consumed, so a test cannot
  * pass without going through the failure path.
@@ -297,6 +299,19 @@ Test(fault, oneshot_alloc, .timeout = 300)
 	cr_assert_eq(weft_block_on(rt, oneshot_in_task, NULL, &res), 0);
 	cr_assert_null(res, "failed at step %lu", (unsigned long)(uintptr_t)res);
 	cr_assert_eq(countdown(WEFT__FAULT_ONESHOT_ALLOC), 0);
+	finish(rt);
+}
+
+Test(fault, monitor_start_fails_cleanly, .timeout = 300)
+{
+	weft__fault_arm(WEFT__FAULT_MONITOR, 1);
+	cr_assert_null(test_runtime(2), "a runtime without its monitor was returned");
+	cr_assert_eq(countdown(WEFT__FAULT_MONITOR), 0);
+	weft_runtime *rt = test_runtime(2);
+	cr_assert_not_null(rt);
+	void *res = NULL;
+	cr_assert_eq(weft_block_on(rt, add_one, (void *)41, &res), 0);
+	cr_assert_eq((intptr_t)res, 42);
 	finish(rt);
 }
 
