@@ -110,9 +110,10 @@ static void describe_wait(char *buf, size_t cap, unsigned kind, const void *obj,
 		snprintf(buf, cap, "oneshot %p", obj);
 		break;
 	case WEFT__WAIT_JOIN:
-		/* The joined task is alive: the joiner holds its handle. */
-		snprintf(buf, cap, "join task %" PRIu64,
-		         __atomic_load_n(&((const struct weft_task *)obj)->id, __ATOMIC_RELAXED));
+		if (obj) /* its id */
+			snprintf(buf, cap, "join task %" PRIu64, (uint64_t)(uintptr_t)obj);
+		else
+			snprintf(buf, cap, "join a task not started when the join began");
 		break;
 	case WEFT__WAIT_GROUP:
 		snprintf(buf, cap, "group %p (join_next)", obj);
@@ -149,7 +150,7 @@ static void print_task(struct dump *d, struct weft_task *t, const char *state, c
 
 static int running_on(struct weft_runtime *rt, struct weft_task *t)
 {
-	for (unsigned i = 0; i < rt->nworkers; i++)
+	for (unsigned i = 0; i < rt->nthreads; i++)
 		if (atomic_load_explicit(&rt->threads[i].running, memory_order_acquire) == t)
 			return (int)i;
 	return -1;
@@ -196,7 +197,7 @@ static void collect(struct weft_runtime *rt, struct dump *d)
 	weft__registry_visit(&rt->reg, dump_registered, d);
 	/* A running task that never switched is not registered: it may
 	   finish and be freed at any moment, so it is only counted. */
-	for (unsigned i = 0; i < rt->nworkers; i++)
+	for (unsigned i = 0; i < rt->nthreads; i++)
 		weft__timers_visit_sleepers(&rt->workers[i].timers, dump_sleeper, d);
 	if (d->text.truncated)
 		weft__textbuf_printf(&d->text, "  (out of memory: some tasks not listed)\n");

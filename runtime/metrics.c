@@ -24,7 +24,7 @@ static uint64_t load(_Atomic uint64_t *c)
 
 int weft_metrics_worker(weft_runtime *rt, unsigned i, weft_worker_metrics *out)
 {
-	if (!rt || !out || i >= rt->nworkers)
+	if (!rt || !out || i >= rt->nthreads)
 		return -EINVAL;
 	struct weft__worker *w = &rt->workers[i];
 	struct weft__thread *th = &rt->threads[i];
@@ -44,6 +44,7 @@ int weft_metrics_worker(weft_runtime *rt, unsigned i, weft_worker_metrics *out)
 	out->timers_armed = load(&w->timers.armed);
 	out->timers_fired = load(&w->timers.fired);
 	out->timers_rescued = load(&w->timers_rescued);
+	out->handoffs = load(&w->handoffs);
 	return 0;
 }
 
@@ -53,19 +54,21 @@ int weft_metrics_get(weft_runtime *rt, weft_metrics *out)
 		return -EINVAL;
 	memset(out, 0, sizeof *out);
 	out->workers = rt->nworkers;
+	out->spares = rt->nthreads - rt->nworkers;
 	/* Completions first: a completion counted happened after its spawn
 	   was counted, so alive never comes out negative. */
 	uint64_t done = 0;
-	for (unsigned i = 0; i < rt->nworkers; i++)
+	for (unsigned i = 0; i < rt->nthreads; i++)
 		done += atomic_load_explicit(&rt->workers[i].completed, memory_order_acquire);
 	uint64_t spawned = atomic_load_explicit(&rt->inject.spawned, memory_order_acquire);
-	for (unsigned i = 0; i < rt->nworkers; i++) {
+	for (unsigned i = 0; i < rt->nthreads; i++) {
 		weft_worker_metrics wm;
 		weft_metrics_worker(rt, i, &wm);
 		spawned += wm.spawned;
 		out->runs += wm.runs;
 		out->steals += wm.steals;
 		out->parks += wm.parks;
+		out->handoffs += wm.handoffs;
 	}
 	out->tasks_spawned = spawned;
 	out->tasks_completed = done;
@@ -140,7 +143,9 @@ int weft_metrics_prometheus(weft_runtime *rt, int fd)
 	sample(&o, "blocking_queued_jobs", m.blocking_queued);
 	family(&o, "stalls_total", "counter", "Stalls the monitor reported (or suppressed).");
 	sample(&o, "stalls_total", m.stalls);
-	unsigned n = m.workers;
+	family(&o, "handoffs_total", "counter", "Stuck workers whose work the spare took over.");
+	sample(&o, "handoffs_total", m.handoffs);
+	unsigned n = m.workers + m.spares; /* the spare is worker="<workers>" */
 	WORKER_FAMILY(&o, wm, n, spawned, "counter", "Tasks spawned from tasks on the worker.");
 	WORKER_FAMILY(&o, wm, n, completed, "counter", "Tasks that finished on the worker.");
 	WORKER_FAMILY(&o, wm, n, runs, "counter", "Task switches on the worker.");
@@ -158,6 +163,8 @@ int weft_metrics_prometheus(weft_runtime *rt, int fd)
 	WORKER_FAMILY(&o, wm, n, timers_fired, "counter", "Timers the worker's wheel fired.");
 	WORKER_FAMILY(&o, wm, n, timers_rescued, "counter",
 	              "Timers of the worker the monitor fired while it was stuck.");
+	WORKER_FAMILY(&o, wm, n, handoffs, "counter",
+	              "Times the worker was found stuck and its work handed to the spare.");
 	free(wm);
 	if (o.truncated)
 		weft__textbuf_printf(&o, "# out of memory: some samples are missing\n");

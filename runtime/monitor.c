@@ -34,6 +34,7 @@
 #include <weft/time.h>
 
 #include "../timer/timer.h"
+#include "asym.h"
 #include "fault.h"
 #include "futex.h"
 #include "rt.h"
@@ -271,15 +272,86 @@ static void report(struct weft_runtime *rt, unsigned i, struct weft__watch *w, u
 		weft_stall_report_print(&r, STDERR_FILENO);
 }
 
+/* ------------------------------------------------------------ hand-off */
+
 /* A worker stuck past handoff_ms fires no timers: the monitor fires the
    due ones of its wheel (under the wheel's lock, as its owner would), and
-   the woken tasks go to the injector, where the other workers take them. */
-static void rescue_timers(struct weft_runtime *rt, unsigned i)
+   the woken tasks go to the injector, where the other workers and the
+   spare take them. */
+static void rescue_timers(struct weft__worker *w)
 {
-	struct weft__worker *w = &rt->workers[i];
 	unsigned n = weft__timers_fire(&w->timers, weft_now_ns(), UINT_MAX);
 	if (n)
 		atomic_fetch_add_explicit(&w->timers_rescued, n, memory_order_relaxed);
+}
+
+/* Takes the task in a stuck worker's LIFO slot to the injector: the slow
+   side of the handshake in worker.h. The slot stays frozen (the owner's
+   wakes go to its stealable queue) until the owner, back in its
+   scheduler, reopens it. */
+static void take_lifo(struct weft_runtime *rt, struct weft__worker *w)
+{
+	uint32_t open = WEFT__LIFO_OPEN;
+	if (!atomic_load_explicit(&w->lifo, memory_order_relaxed) ||
+	    !atomic_compare_exchange_strong_explicit(&w->lifo_frozen, &open, WEFT__LIFO_TAKING,
+	                                             memory_order_seq_cst, memory_order_relaxed))
+		return;
+	if (!weft__asym_heavy_fence()) {
+		/* No barrier to be had: the slot was not touched, let it be. */
+		atomic_store_explicit(&w->lifo_frozen, WEFT__LIFO_OPEN, memory_order_release);
+		return;
+	}
+	/* The owner is inside its few instructions of slot use (or was
+	   preempted there): wait it out. */
+	while (atomic_load_explicit(&w->lifo_busy, memory_order_seq_cst)) {
+		struct timespec pause = {0, 10000};
+		nanosleep(&pause, NULL);
+	}
+	struct weft_task *t = atomic_load_explicit(&w->lifo, memory_order_relaxed);
+	atomic_store_explicit(&w->lifo, NULL, memory_order_relaxed);
+	atomic_store_explicit(&w->lifo_frozen, WEFT__LIFO_TAKEN, memory_order_release);
+	if (t) {
+		weft__inject_push(&rt->inject, t);
+		weft__notify_one(rt);
+	}
+}
+
+/* The spare is wanted while some worker is handed off (worker.h). */
+static void want_spare(struct weft_runtime *rt, bool wanted)
+{
+	struct weft__thread *spare = &rt->threads[rt->nworkers];
+	atomic_store_explicit(&spare->worker->shed, !wanted, memory_order_release);
+	if (wanted)
+		weft__parker_unpark(&spare->parker);
+}
+
+/* Each period a worker stays stuck past handoff_ms: its due timers and
+   its LIFO slot go to the injector; at the first, the spare is woken to
+   run them and to steal the stuck worker's queue. The spare itself can be
+   the stuck one (it took a hog from the injector): its timers and slot go
+   to the injector too, for the regular workers, which steal its queue. */
+static void hand_off(struct weft_runtime *rt, unsigned i, struct weft__watch *w)
+{
+	struct weft__monitor *m = &rt->monitor;
+	struct weft__worker *wk = &rt->workers[i];
+	rescue_timers(wk);
+	take_lifo(rt, wk);
+	if (w->handed)
+		return;
+	w->handed = true;
+	atomic_fetch_add_explicit(&wk->handoffs, 1, memory_order_relaxed);
+	if (i < rt->nworkers && m->handed_off++ == 0)
+		want_spare(rt, true);
+}
+
+/* The worker switched: it runs its own work again. */
+static void end_hand_off(struct weft_runtime *rt, unsigned i, struct weft__watch *w)
+{
+	if (!w->handed)
+		return;
+	w->handed = false;
+	if (i < rt->nworkers && --rt->monitor.handed_off == 0)
+		want_spare(rt, false);
 }
 
 static void check_worker(struct weft_runtime *rt, unsigned i, uint64_t now)
@@ -292,6 +364,7 @@ static void check_worker(struct weft_runtime *rt, unsigned i, uint64_t now)
 	if (t)
 		atomic_store_explicit(&th->sampled, 1, memory_order_relaxed); /* a run period */
 	if (!t || t != w->task || tick != w->tick) {
+		end_hand_off(rt, i, w);
 		w->task = t;
 		w->tick = tick;
 		w->since_ns = now;
@@ -301,7 +374,7 @@ static void check_worker(struct weft_runtime *rt, unsigned i, uint64_t now)
 	}
 	uint64_t stuck = now - w->since_ns;
 	if (stuck >= m->handoff_ns)
-		rescue_timers(rt, i);
+		hand_off(rt, i, w);
 	if (stuck < w->next_report_ns)
 		return;
 	/* Again when it has lasted twice as long as now. */
@@ -329,7 +402,7 @@ static void *monitor_main(void *arg)
 		if (atomic_exchange_explicit(&m->dump_asked, 0, memory_order_acquire))
 			weft_dump_tasks(rt,
 			                atomic_load_explicit(&m->dump_fd, memory_order_relaxed));
-		for (unsigned i = 0; i < rt->nworkers; i++)
+		for (unsigned i = 0; i < rt->nthreads; i++)
 			check_worker(rt, i, now);
 	}
 	return NULL;
@@ -355,9 +428,10 @@ int weft__monitor_start(struct weft_runtime *rt)
 		m->period_ns = MAX_PERIOD_NS;
 	m->handler = rt->cfg.stall_handler;
 	m->handler_arg = rt->cfg.stall_handler_arg;
-	m->watch = weft__fault(WEFT__FAULT_MONITOR) ? NULL : calloc(rt->nworkers, sizeof *m->watch);
+	m->watch = weft__fault(WEFT__FAULT_MONITOR) ? NULL : calloc(rt->nthreads, sizeof *m->watch);
 	if (!m->watch)
 		return -ENOMEM;
+	m->handed_off = 0;
 	atomic_init(&m->stop, 0);
 	atomic_init(&m->dump_fd, -1);
 	atomic_init(&m->dump_asked, 0);

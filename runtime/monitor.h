@@ -28,6 +28,7 @@ struct weft__watch {
 	uint64_t since_ns;       /* first sample that saw this tick and task */
 	uint64_t next_report_ns; /* stall length that triggers the next report */
 	unsigned reports;
+	bool handed; /* stuck past handoff_ms: its work goes to the spare */
 };
 
 struct weft__monitor {
@@ -40,6 +41,7 @@ struct weft__monitor {
 	struct weft__watch *watch;
 	uint64_t window_start_ns; /* rate limit: reports in the current minute */
 	unsigned window_reports, suppressed;
+	unsigned handed_off;     /* workers handed off now: the spare is wanted while > 0 */
 	_Atomic uint64_t stalls; /* stalls reported (metrics) */
 	_Atomic int dump_fd;     /* weft_dump_tasks_on_signal's fd, or -1 */
 	_Atomic int dump_asked;  /* set by the signal handler */

@@ -21,7 +21,8 @@
 
 struct weft_runtime {
 	weft_config cfg;
-	unsigned nworkers;
+	unsigned nworkers;         /* the configured workers */
+	unsigned nthreads;         /* and the spare (worker.h) if the monitor runs: nworkers + 1 */
 	int io_backend;            /* WEFT_IO_URING or WEFT_IO_EPOLL, as chosen at start */
 	_Atomic uint32_t io_ready; /* workers whose ring or epoll is set up */
 	uint64_t spin_ns;
@@ -46,5 +47,11 @@ struct weft_runtime {
 	bool leaked; /* a worker never stopped: memory must stay */
 	int shutdown_result;
 };
+
+/* The spare (worker.h) comes after the regular workers. */
+static inline bool weft__is_spare(const struct weft__thread *th)
+{
+	return th->index >= th->rt->nworkers;
+}
 
 #endif

@@ -156,13 +156,13 @@ static int resolve_config(const weft_config *in, weft_config *out)
 static void free_runtime_memory(struct weft_runtime *rt)
 {
 	if (rt->workers) {
-		for (unsigned i = 0; i < rt->nworkers; i++) {
+		for (unsigned i = 0; i < rt->nthreads; i++) {
 			weft__worker_drain(&rt->workers[i]);
 			weft__timers_destroy(&rt->workers[i].timers);
 		}
 	}
 	if (rt->threads) {
-		for (unsigned i = 0; i < rt->nworkers; i++) {
+		for (unsigned i = 0; i < rt->nthreads; i++) {
 			pthread_mutex_destroy(&rt->threads[i].inbox_lock);
 			weft__poller_destroy(&rt->threads[i].poller);
 			weft__ring_destroy(&rt->threads[i].ring);
@@ -205,7 +205,7 @@ static void stop_and_join(struct weft_runtime *rt, unsigned nstarted)
 
 static int start_threads(struct weft_runtime *rt)
 {
-	for (unsigned i = 0; i < rt->nworkers; i++) {
+	for (unsigned i = 0; i < rt->nthreads; i++) {
 		struct weft__thread *th = &rt->threads[i];
 		if (pthread_create(&th->pthread, NULL, weft__worker_main, th) != 0) {
 			stop_and_join(rt, i);
@@ -218,7 +218,7 @@ static int start_threads(struct weft_runtime *rt)
 	   not at some later moment of the program's (which may be counting
 	   its descriptors). */
 	uint32_t ready;
-	while ((ready = atomic_load_explicit(&rt->io_ready, memory_order_acquire)) < rt->nworkers)
+	while ((ready = atomic_load_explicit(&rt->io_ready, memory_order_acquire)) < rt->nthreads)
 		weft__futex_wait(&rt->io_ready, ready, NULL);
 	return 0;
 }
@@ -239,6 +239,9 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
 	rt->cfg = c;
 	rt->io_backend = io;
 	rt->nworkers = c.workers;
+	/* The spare exists for the monitor's hand-offs (worker.h). */
+	rt->nthreads = c.workers +
+	               (c.stall_threshold_ms != WEFT_DISABLED && c.handoff_ms != WEFT_DISABLED);
 	rt->spin_ns = c.spin_us == WEFT_DISABLED ? 0 : (uint64_t)c.spin_us * 1000;
 	rt->time_base_ns = weft_now_ns();
 	weft__stack_depot_init(&rt->stacks, c.stack_size);
@@ -249,8 +252,8 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
 	                    rt->spin_ns);
 	pthread_mutex_init(&rt->shutdown_lock, NULL);
 	weft__inject_init(&rt->inject);
-	rt->workers = aligned_alloc(64, sizeof(struct weft__worker) * c.workers);
-	rt->threads = aligned_alloc(64, sizeof(struct weft__thread) * c.workers);
+	rt->workers = aligned_alloc(64, sizeof(struct weft__worker) * rt->nthreads);
+	rt->threads = aligned_alloc(64, sizeof(struct weft__thread) * rt->nthreads);
 	if (!rt->workers || !rt->threads || weft__idle_init(&rt->idle, c.workers) < 0 ||
 	    weft__registry_init(&rt->reg, c.workers * 4) < 0) {
 		free(rt->workers);
@@ -263,9 +266,10 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
 		free(rt);
 		return NULL;
 	}
-	for (unsigned i = 0; i < c.workers; i++) {
+	for (unsigned i = 0; i < rt->nthreads; i++) {
 		struct weft__worker *w = &rt->workers[i];
 		memset(w, 0, sizeof *w);
+		w->shed = i >= c.workers; /* the spare, until the monitor wants it */
 		weft__lq_init(&w->lq);
 		w->index = i;
 		w->rng = 0x9E3779B97F4A7C15ull * (i + 1);
@@ -288,7 +292,7 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
 		return NULL;
 	}
 	if (weft__monitor_start(rt) < 0) {
-		stop_and_join(rt, rt->nworkers);
+		stop_and_join(rt, rt->nthreads);
 		free_runtime_memory(rt);
 		return NULL;
 	}
@@ -332,9 +336,9 @@ static uint64_t mono_ms(void)
 static uint64_t tasks_alive(struct weft_runtime *rt)
 {
 	uint64_t done = 0, spawned = 0;
-	for (unsigned i = 0; i < rt->nworkers; i++)
+	for (unsigned i = 0; i < rt->nthreads; i++)
 		done += atomic_load_explicit(&rt->workers[i].completed, memory_order_acquire);
-	for (unsigned i = 0; i < rt->nworkers; i++)
+	for (unsigned i = 0; i < rt->nthreads; i++)
 		spawned += atomic_load_explicit(&rt->workers[i].spawned, memory_order_acquire);
 	spawned += atomic_load_explicit(&rt->inject.spawned, memory_order_acquire);
 	return spawned - done;
@@ -384,7 +388,7 @@ int weft_runtime_shutdown(weft_runtime *rt, int64_t grace_ms)
 	atomic_store_explicit(&rt->closed, true, memory_order_seq_cst);
 	weft__inject_close(&rt->inject);
 	weft__registry_sweep(&rt->reg);
-	for (unsigned i = 0; i < rt->nworkers; i++)
+	for (unsigned i = 0; i < rt->nthreads; i++)
 		weft__timers_wake_all(&rt->workers[i].timers);
 	weft__blocking_close(&rt->blocking);
 	int result = 0;
@@ -397,7 +401,7 @@ int weft_runtime_shutdown(weft_runtime *rt, int64_t grace_ms)
 		result = -ETIMEDOUT;
 	}
 	weft__monitor_stop(rt);
-	stop_and_join(rt, rt->nworkers);
+	stop_and_join(rt, rt->nthreads);
 	rt->shutdown_done = true;
 	rt->shutdown_result = result;
 	pthread_mutex_unlock(&rt->shutdown_lock);

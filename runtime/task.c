@@ -196,7 +196,11 @@ static int wait_complete(weft_task *t, uint64_t *state)
 		return 0;
 	}
 	for (;;) {
-		weft__block(&word, WEFT__WAIT_JOIN, t, 0);
+		/* The dump is given the id, not the task: by the time it reads a
+		   stale record, this joiner may have freed t. (0: t was spawned
+		   from outside and has not run yet, so it has no id.) */
+		uint64_t id = __atomic_load_n(&t->id, __ATOMIC_RELAXED);
+		weft__block(&word, WEFT__WAIT_JOIN, (const void *)(uintptr_t)id, 0);
 		s = weft__task_state(t);
 		if (s & WEFT__T_COMPLETE)
 			break;

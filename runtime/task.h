@@ -150,7 +150,8 @@ enum weft__wait_kind {
 	WEFT__WAIT_CHAN_RECV,
 	WEFT__WAIT_SELECT, /* arg: cases */
 	WEFT__WAIT_ONESHOT,
-	WEFT__WAIT_JOIN, /* obj: the task joined */
+	WEFT__WAIT_JOIN, /* obj: the joined task's id (the task may be gone when the dump reads it)
+	                  */
 	WEFT__WAIT_GROUP,
 	WEFT__WAIT_FD, /* obj: fd; arg: the events (EPOLLIN, EPOLLOUT) */
 	WEFT__WAIT_IO, /* obj: fd; arg: the io_uring opcode */

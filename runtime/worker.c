@@ -133,8 +133,9 @@ void weft__notify_one(struct weft_runtime *rt)
 
 void weft__wake_all(struct weft_runtime *rt)
 {
-	for (unsigned i = 0; i < rt->nworkers; i++) {
-		weft__idle_take_sleeper(&rt->idle, i);
+	for (unsigned i = 0; i < rt->nthreads; i++) {
+		if (!weft__is_spare(&rt->threads[i]))
+			weft__idle_take_sleeper(&rt->idle, i);
 		weft__parker_unpark(&rt->threads[i].parker);
 	}
 }
@@ -151,7 +152,7 @@ static void inbox_push(struct weft__thread *target, struct weft_task *t)
 	atomic_fetch_add_explicit(&target->inbox_len, 1, memory_order_seq_cst);
 	pthread_mutex_unlock(&target->inbox_lock);
 	if (weft__tls()->thread != target &&
-	    weft__idle_take_sleeper(&target->rt->idle, target->index))
+	    (weft__is_spare(target) || weft__idle_take_sleeper(&target->rt->idle, target->index)))
 		weft__parker_unpark(&target->parker);
 }
 
@@ -183,17 +184,30 @@ static void push_back(struct weft_runtime *rt, struct weft__worker *w, struct we
 		weft__inject_push_batch(&rt->inject, &overflow);
 }
 
+/* The spare sheds what it would queue once it is not wanted (worker.h):
+   to the injector, for the regular workers. */
+static void shed(struct weft_runtime *rt, struct weft_task *t)
+{
+	weft__inject_push(&rt->inject, t);
+	weft__notify_one(rt);
+}
+
 static void schedule_local(struct weft__thread *th, struct weft_task *t, enum weft__sched_how how)
 {
 	struct weft__worker *w = th->worker;
-	if (how == WEFT__SCHED_WAKE) {
-		struct weft_task *prev = w->lifo;
-		w->lifo = t;
+	if (__builtin_expect(atomic_load_explicit(&w->shed, memory_order_relaxed), 0)) {
+		shed(th->rt, t);
+		return;
+	}
+	if (how == WEFT__SCHED_WAKE && weft__lifo_enter(w)) {
+		struct weft_task *prev = atomic_load_explicit(&w->lifo, memory_order_relaxed);
+		atomic_store_explicit(&w->lifo, t, memory_order_relaxed);
+		weft__lifo_leave(w);
 		if (!prev)
-			return; /* the slot is not stealable: nobody else to wake */
+			return; /* nobody else takes from the slot: nobody to wake */
 		t = prev;
 	}
-	push_back(th->rt, w, t);
+	push_back(th->rt, w, t); /* a yield, a displaced task, or the slot is frozen */
 	notify(th->rt, false);
 }
 
@@ -264,7 +278,7 @@ static struct weft_task *take_injected(struct weft_runtime *rt, struct weft__wor
                                        bool run_first)
 {
 	size_t len = weft__inject_len(&rt->inject);
-	if (len == 0)
+	if (len == 0 || atomic_load_explicit(&w->shed, memory_order_relaxed))
 		return NULL;
 	/* A fair share, into the free room of the local queue less some
 	   headroom for the tasks the batch will spawn. */
@@ -303,7 +317,8 @@ static inline void poll_timers(struct weft__worker *w)
 		uint64_t now = weft_now_ns();
 		if (weft__timers_due(&w->timers, now))
 			weft__timers_fire(&w->timers, now,
-			                  weft__timers_behind(&w->timers, now) > WEFT__TIMERS_BEHIND_MS
+			                  weft__timers_behind(&w->timers, now) >
+			                                  WEFT__TIMERS_BEHIND_MS
 			                          ? UINT_MAX
 			                          : WEFT__TIMERS_PER_TICK);
 	}
@@ -343,6 +358,31 @@ void weft__before_yield(struct weft__thread *th)
 	take_injected(th->rt, th->worker, false);
 }
 
+/* The task in this worker's LIFO slot, taken out; NULL if none. The
+   unguarded look first: only this thread ever fills the slot, so an empty
+   one stays empty without the handshake. */
+static inline struct weft_task *take_lifo(struct weft__worker *w)
+{
+	if (!atomic_load_explicit(&w->lifo, memory_order_relaxed) || !weft__lifo_enter(w))
+		return NULL;
+	struct weft_task *t = atomic_load_explicit(&w->lifo, memory_order_relaxed);
+	atomic_store_explicit(&w->lifo, NULL, memory_order_relaxed);
+	weft__lifo_leave(w);
+	return t;
+}
+
+/* Back in its scheduler, a worker whose slot the monitor took is no
+   longer stuck: the slot is its own again. Not urgent (wakes go to the
+   local queue meanwhile), so looked at every global_queue_interval. */
+static inline void reopen_lifo(struct weft__worker *w)
+{
+	uint32_t taken = WEFT__LIFO_TAKEN;
+	if (__builtin_expect(atomic_load_explicit(&w->lifo_frozen, memory_order_relaxed) == taken,
+	                     0))
+		atomic_compare_exchange_strong_explicit(&w->lifo_frozen, &taken, WEFT__LIFO_OPEN,
+		                                        memory_order_acquire, memory_order_relaxed);
+}
+
 struct weft_task *weft__next_runnable(struct weft__thread *th)
 {
 	struct weft_runtime *rt = th->rt;
@@ -354,14 +394,14 @@ struct weft_task *weft__next_runnable(struct weft__thread *th)
 	poll_timers(w);
 	if (--w->gq_countdown == 0) {
 		w->gq_countdown = rt->cfg.global_queue_interval;
+		reopen_lifo(w);
 		weft__stack_depot_trim(&rt->stacks, weft_now_ns());
 		poll_io(th);
 		offer_cpu(th);
 		if ((t = inbox_pop(th)) || (t = take_injected(rt, w, true)))
 			return t;
 	}
-	if ((t = w->lifo)) {
-		w->lifo = NULL;
+	if ((t = take_lifo(w))) {
 		if (w->lifo_runs < WEFT__LIFO_MAX_RUNS) {
 			w->lifo_runs++;
 			atomic_store_explicit(
@@ -390,7 +430,7 @@ static struct weft_task *steal_work(struct weft__thread *th)
 {
 	struct weft_runtime *rt = th->rt;
 	struct weft__worker *w = th->worker;
-	unsigned n = rt->nworkers;
+	unsigned n = rt->nthreads; /* the spare's queue too, and the spare steals */
 	unsigned start = (unsigned)(rng_next(w) % n);
 	for (unsigned i = 0; i < n; i++) {
 		unsigned idx = (start + i) % n;
@@ -422,7 +462,10 @@ static struct weft_task *steal_work(struct weft__thread *th)
 static struct weft_task *search(struct weft__thread *th)
 {
 	struct weft_runtime *rt = th->rt;
-	if (!th->searching) {
+	if (weft__is_spare(th)) {
+		if (atomic_load_explicit(&th->worker->shed, memory_order_relaxed))
+			return inbox_pop(th); /* not wanted: nothing but its own */
+	} else if (!th->searching) {
 		if (!weft__idle_try_search(&rt->idle))
 			return NULL;
 		th->searching = true;
@@ -454,13 +497,26 @@ static bool work_visible(struct weft_runtime *rt)
 {
 	if (weft__inject_len(&rt->inject))
 		return true;
-	for (unsigned i = 0; i < rt->nworkers; i++)
+	for (unsigned i = 0; i < rt->nthreads; i++)
 		if (!weft__lq_is_empty(&rt->workers[i].lq))
 			return true;
 	return false;
 }
 
 static void sleep_until_event(struct weft__thread *th, struct weft__timers *timers);
+
+static void count_sleep(struct weft__worker *w)
+{
+	atomic_store_explicit(&w->parks, w->parks + 1, memory_order_relaxed);
+	atomic_store_explicit(&w->busy_ns, w->busy_ns + (weft__mono_ns() - w->active_since_ns),
+	                      memory_order_relaxed);
+}
+
+static void count_wake(struct weft__worker *w)
+{
+	w->active_since_ns = weft__mono_ns();
+	atomic_store_explicit(&w->unparks, w->unparks + 1, memory_order_relaxed);
+}
 
 /* Sleeps until woken, or until this worker's next timer is due (or, while
    the stack depot holds stacks, for at most a trim interval). */
@@ -478,14 +534,9 @@ static void sleep_until_woken(struct weft__thread *th)
 	     atomic_load_explicit(&rt->stopping, memory_order_seq_cst)) &&
 	    weft__idle_take_sleeper(&rt->idle, th->index))
 		return;
-	struct weft__worker *w = th->worker;
-	atomic_store_explicit(&w->parks, w->parks + 1, memory_order_relaxed);
-	uint64_t slept = weft__mono_ns();
-	atomic_store_explicit(&w->busy_ns, w->busy_ns + (slept - w->active_since_ns),
-	                      memory_order_relaxed);
+	count_sleep(th->worker);
 	sleep_until_event(th, timers);
-	w->active_since_ns = weft__mono_ns();
-	atomic_store_explicit(&w->unparks, w->unparks + 1, memory_order_relaxed);
+	count_wake(th->worker);
 }
 
 /* The sleep itself, once announced. */
@@ -511,6 +562,29 @@ static void sleep_until_event(struct weft__thread *th, struct weft__timers *time
 		if (events && weft__idle_take_sleeper(&rt->idle, th->index))
 			return;
 	}
+}
+
+/* The spare's sleep (worker.h): outside the idle protocol, so nobody wakes
+   it for new work. Unwanted, it sleeps until its own timers are due, I/O
+   on its ring completes, a task pinned to it wakes, or the monitor wants
+   it. Wanted, it also looks for work every WEFT__SPARE_POLL_MS: work
+   pushed while a worker is stuck wakes no sleeper when nobody else sleeps
+   (with one worker, the stuck one), and the monitor wakes the spare only
+   as the hand-off begins. */
+static void spare_sleep(struct weft__thread *th)
+{
+	struct weft_runtime *rt = th->rt;
+	struct weft__worker *w = th->worker;
+	uint64_t wait_ns = weft__timers_wait_ns(&w->timers, weft_now_ns());
+	if (!atomic_load_explicit(&w->shed, memory_order_relaxed) &&
+	    wait_ns > WEFT__SPARE_POLL_MS * 1000000ull)
+		wait_ns = WEFT__SPARE_POLL_MS * 1000000ull;
+	if (wait_ns == 0 || atomic_load_explicit(&th->inbox_len, memory_order_acquire) ||
+	    atomic_load_explicit(&rt->stopping, memory_order_acquire))
+		return;
+	count_sleep(w);
+	weft__parker_park_timeout(&th->parker, wait_ns);
+	count_wake(w);
 }
 
 /* What an idle worker does before it sleeps: map stacks ahead of demand
@@ -551,9 +625,10 @@ static void run_loop(struct weft__thread *th)
 		}
 		if (atomic_load_explicit(&rt->stopping, memory_order_acquire))
 			break;
-		if (idle_chores(th))
-			continue;
-		sleep_until_woken(th);
+		if (weft__is_spare(th))
+			spare_sleep(th);
+		else if (!idle_chores(th))
+			sleep_until_woken(th);
 	}
 	if (th->searching) {
 		th->searching = false;
@@ -568,6 +643,8 @@ void *weft__worker_main(void *arg)
 	tls->thread = th;
 	tls->rt = th->rt;
 	th->tid = (pid_t)syscall(SYS_gettid);
+	if (weft__is_spare(th))
+		pthread_setname_np(pthread_self(), "weft-spare");
 	th->worker->active_since_ns = weft__mono_ns();
 	tls->task = NULL;
 	weft__fiber_init_thread(&th->sched);

@@ -4,11 +4,31 @@
  *
  * As Go separates a P (the right and the means to run tasks: run queue,
  * caches) from an M (the OS thread), weft separates struct weft__worker from
- * struct weft__thread. Today each thread runs one worker for its whole life;
- * the stall monitor (a later issue) hands a stuck thread's worker to a
- * replacement thread, so nothing in struct weft__worker may assume which
- * thread runs it, and everything bound to a thread (its scheduler context,
- * parker, signal stack, the tasks pinned to it) lives in struct weft__thread.
+ * struct weft__thread: everything bound to a thread (its scheduler context,
+ * parker, io ring, signal stack, the tasks pinned to it) lives in struct
+ * weft__thread. Each thread runs one worker for its whole life.
+ *
+ * The spare. With the monitor on, a runtime has one more worker and thread
+ * than it was configured with: the spare (index nworkers), which takes no
+ * part in the idle protocol (never searching, never woken for new work) and
+ * sleeps until the monitor finds a worker stuck for handoff_ms (one task
+ * running without a switch). The monitor then hands the stuck worker's
+ * work away (monitor.c): its due timers and its LIFO slot's task go to the
+ * injector, and the spare, now wanted, runs like a searching worker --
+ * injector and steals, the stuck worker's local queue included. The stuck
+ * thread keeps its worker: once its task switches, it carries on, and the
+ * spare sheds: what it runs or wakes goes to the injector, it takes nothing
+ * new, and it sleeps once its own queue is empty.
+ *
+ * The LIFO slot is not stealable (a steal would cost every wake a locked
+ * instruction, the loss Tokio measured when it made its slot stealable).
+ * The monitor takes it from a stuck worker with an asymmetric Dekker
+ * handshake instead: the owner marks its slot busy around each use with a
+ * plain store and load (weft__lifo_enter), the monitor freezes the slot,
+ * then issues membarrier() -- a barrier on every thread of the process --
+ * and waits for busy to clear. Either the owner's busy mark is then
+ * visible, or the owner will see the freeze; the heavy barrier costs the
+ * monitor microseconds once per stall, the owner nothing but two stores.
  */
 #ifndef WEFT_RUNTIME_WORKER_H
 #define WEFT_RUNTIME_WORKER_H
@@ -21,6 +41,7 @@
 
 #include <weft/observe.h>
 
+#include "asym.h"
 #include "fiber.h"
 #include "park.h"
 #include "queue.h"
@@ -39,12 +60,16 @@ struct weft_task;
 #define WEFT__INJECT_HEADROOM 32 /* local queue slots an injector batch leaves free */
 #define WEFT__TIMERS_PER_TICK 4  /* due timers a busy worker fires between two tasks */
 #define WEFT__TIMERS_BEHIND_MS 1 /* ...unless the earliest is later than this: then all */
+#define WEFT__SPARE_POLL_MS 1    /* how often a wanted spare with nothing to do looks again */
 
 struct weft__worker {
-	struct weft__lqueue lq; /* stealable */
-	struct weft_task *lifo; /* runs next; not stealable */
+	struct weft__lqueue lq;         /* stealable */
+	struct weft_task *_Atomic lifo; /* runs next; taken only as described above */
 	unsigned lifo_runs;
-	_Atomic uint32_t tick; /* task switches: the monitor samples it */
+	_Atomic uint32_t lifo_busy;   /* the owner uses the slot now */
+	_Atomic uint32_t lifo_frozen; /* LIFO_* below: the monitor takes or took it */
+	_Atomic bool shed;            /* the spare, unwanted: queue nothing here */
+	_Atomic uint32_t tick;        /* task switches: the monitor samples it */
 	unsigned index;
 	uint64_t rng;
 	struct weft__stack_pool stacks;
@@ -58,8 +83,33 @@ struct weft__worker {
 	_Atomic uint64_t spawned, completed, steals, stolen_tasks, parks;
 	_Atomic uint64_t lifo_hits, unparks, busy_ns;
 	_Atomic uint64_t timers_rescued; /* its due timers the monitor fired while it was stuck */
-	uint64_t active_since_ns; /* when it last woke (busy_ns accrues at sleep) */
+	_Atomic uint64_t handoffs;       /* times it was found stuck and its work handed away */
+	uint64_t active_since_ns;        /* when it last woke (busy_ns accrues at sleep) */
 };
+
+/* lifo_frozen: the owner uses its slot (OPEN), the monitor is taking it
+   (TAKING: the owner must not touch it), or took it (TAKEN: still not
+   touched, until the owner, back in its scheduler, reopens it). */
+enum { WEFT__LIFO_OPEN, WEFT__LIFO_TAKING, WEFT__LIFO_TAKEN };
+
+/* The owner's side of the LIFO handshake (the top of this file): true if
+   it may use the slot until weft__lifo_leave; false if the slot is frozen
+   (then it must not touch it). */
+static inline bool weft__lifo_enter(struct weft__worker *w)
+{
+	atomic_store_explicit(&w->lifo_busy, 1, WEFT__ASYM_ORDER);
+	weft__asym_light_fence();
+	if (__builtin_expect(
+	            atomic_load_explicit(&w->lifo_frozen, WEFT__ASYM_ORDER) == WEFT__LIFO_OPEN, 1))
+		return true;
+	atomic_store_explicit(&w->lifo_busy, 0, memory_order_release);
+	return false;
+}
+
+static inline void weft__lifo_leave(struct weft__worker *w)
+{
+	atomic_store_explicit(&w->lifo_busy, 0, memory_order_release);
+}
 
 /* PARK_TIMED: the task parks on a timer of this worker's wheel and nothing
    else (a sleep); the wheel is then what shutdown finds it through, so it

@@ -6,6 +6,13 @@
  * of a blocked one the reader in its read (or a task held on a lock); the monitor's reads of
  * running task headers must not race with their reuse; a plain thread writes task dumps and reads
  * the metrics all the while.
+ *
+ * Then the hand-off, on one worker: a hog that never switches spawns tasks
+ * one after another (each into its LIFO slot, displacing the one before
+ * into its local queue) while the monitor freezes and empties the slot and
+ * the spare steals the queue. Every task must run exactly once, and the
+ * hog spins until all of its tasks ran -- possible only on the spare.
+ * Repeated, so that hand-offs start and end many times.
  */
 #include <pthread.h>
 #include <fcntl.h>
@@ -97,6 +104,68 @@ static void *reader(void *arg)
 	return (void *)(intptr_t)read(*(int *)arg, &c, 1);
 }
 
+#define HANDOFF_TASKS 1000
+
+static _Atomic int ran_count[HANDOFF_TASKS];
+static _Atomic long ran_total, double_runs;
+
+static void *counted(void *arg)
+{
+	if (atomic_fetch_add(&ran_count[(uintptr_t)arg], 1) != 0)
+		atomic_fetch_add(&double_runs, 1);
+	atomic_fetch_add(&ran_total, 1);
+	return NULL;
+}
+
+static void *spawning_hog(void *arg)
+{
+	(void)arg;
+	long want = atomic_load(&ran_total) + HANDOFF_TASKS;
+	for (uintptr_t i = 0; i < HANDOFF_TASKS; i++) {
+		weft_detach(weft_spawn(counted, (void *)i));
+		uint64_t until = test_now_ns() + 20000; /* 20 us between spawns */
+		while (test_now_ns() < until)
+			;
+	}
+	uint64_t give_up = test_now_ns() + ESCAPE_NS;
+	while (atomic_load(&ran_total) < want)
+		if (test_now_ns() > give_up) {
+			atomic_fetch_add(&escapes, 1);
+			break;
+		}
+	return NULL;
+}
+
+/* 0 if every round's tasks ran exactly once while their spawner spun. */
+static int hand_off_rounds(void)
+{
+	weft_config cfg;
+	weft_config_init(&cfg);
+	cfg.workers = 1;
+	cfg.stall_threshold_ms = 60000; /* hand-offs only, no reports */
+	weft_runtime *rt = weft_runtime_new(&cfg);
+	int rounds = (int)test_scale(8);
+	for (int r = 0; r < rounds; r++) {
+		for (int i = 0; i < HANDOFF_TASKS; i++)
+			atomic_store(&ran_count[i], 0);
+		weft_block_on(rt, spawning_hog, NULL, NULL);
+	}
+	weft_metrics m;
+	weft_metrics_get(rt, &m);
+	weft_runtime_free(rt);
+	long e = atomic_load(&escapes), d = atomic_load(&double_runs);
+	if (e || d || m.handoffs == 0) {
+		fprintf(stderr,
+		        "stress_monitor: hand-off: %ld hogs escaped, %ld tasks ran twice, "
+		        "%llu hand-offs\n",
+		        e, d, (unsigned long long)m.handoffs);
+		return 1;
+	}
+	printf("stress_monitor: hand-off: %d rounds of %d tasks, %llu hand-offs\n", rounds,
+	       HANDOFF_TASKS, (unsigned long long)m.handoffs);
+	return 0;
+}
+
 int main(void)
 {
 	alarm(240);
@@ -145,5 +214,5 @@ int main(void)
 		return 1;
 	}
 	printf("stress_monitor: %ld reports, all of hogs or the reader\n", atomic_load(&reports));
-	return 0;
+	return hand_off_rounds();
 }

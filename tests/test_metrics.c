@@ -66,7 +66,7 @@ Test(metrics, spawned_equals_completed_plus_alive_and_workers_add_up)
 	cr_assert_geq(m.tasks_spawned, 160);
 	cr_assert_geq(m.tasks_alive, 10, "the 10 parked waiters are alive");
 	uint64_t runs = 0, spawned = 0;
-	for (unsigned i = 0; i < m.workers; i++) {
+	for (unsigned i = 0; i < m.workers + m.spares; i++) {
 		weft_worker_metrics wm;
 		cr_assert_eq(weft_metrics_worker(rt, i, &wm), 0);
 		cr_assert_leq(wm.lifo_hits, wm.runs);
@@ -169,7 +169,10 @@ Test(metrics, bad_arguments)
 	weft_worker_metrics wm;
 	cr_assert_eq(weft_metrics_get(NULL, &m), -EINVAL);
 	cr_assert_eq(weft_metrics_get(rt, NULL), -EINVAL);
-	cr_assert_eq(weft_metrics_worker(rt, 1, &wm), -EINVAL);
+	cr_assert_eq(weft_metrics_get(rt, &m), 0);
+	cr_assert_eq(m.spares, 1, "the monitor is on: one spare");
+	cr_assert_eq(weft_metrics_worker(rt, 1, &wm), 0, "the spare's");
+	cr_assert_eq(weft_metrics_worker(rt, 2, &wm), -EINVAL);
 	cr_assert_eq(weft_metrics_worker(rt, 0, NULL), -EINVAL);
 	cr_assert_eq(weft_metrics_prometheus(NULL, 1), -EINVAL);
 	cr_assert_eq(weft_metrics_prometheus(rt, -1), -EINVAL);
@@ -253,7 +256,9 @@ Test(metrics, prometheus_output_parses_and_agrees_with_the_api)
 	cr_assert_geq(n, 20);
 	cr_assert_eq(spawned, m.tasks_spawned);
 	for (int i = 0; i < n; i++)
-		cr_assert_eq(fams[i].samples, strncmp(fams[i].name, "weft_worker_", 12) ? 1 : 2,
-		             "%s has %d samples", fams[i].name, fams[i].samples);
+		cr_assert_eq(
+		        fams[i].samples,
+		        strncmp(fams[i].name, "weft_worker_", 12) ? 1 : (int)(m.workers + m.spares),
+		        "%s has %d samples", fams[i].name, fams[i].samples);
 	weft_runtime_free(rt);
 }

@@ -50,16 +50,21 @@ static void record(const weft_stall_report *r, void *arg)
 	pthread_mutex_unlock(&s->lock);
 }
 
-static weft_runtime *monitored(struct seen *s, unsigned threshold_ms)
+static weft_runtime *monitored_on(struct seen *s, unsigned threshold_ms, unsigned workers)
 {
 	pthread_mutex_init(&s->lock, NULL);
 	weft_config cfg;
 	weft_config_init(&cfg);
-	cfg.workers = 2;
+	cfg.workers = workers;
 	cfg.stall_threshold_ms = threshold_ms;
 	cfg.stall_handler = record;
 	cfg.stall_handler_arg = s;
 	return weft_runtime_new(&cfg);
+}
+
+static weft_runtime *monitored(struct seen *s, unsigned threshold_ms)
+{
+	return monitored_on(s, threshold_ms, 2);
 }
 
 /* Spins without a weft call until the monitor reported s->want times;
@@ -188,7 +193,8 @@ Test(monitor, a_task_in_usleep_is_reported_as_blocked_in_its_sleep)
 	weft_runtime_free(rt);
 }
 
-static int monitor_threads(void)
+/* Threads of this process named `name`. */
+static int threads_named(const char *name)
 {
 	int n = 0;
 	DIR *d = opendir("/proc/self/task");
@@ -201,7 +207,7 @@ static int monitor_threads(void)
 			continue;
 		ssize_t len = read(fd, comm, sizeof comm - 1);
 		close(fd);
-		if (len > 0 && !strncmp(comm, "weft-monitor", 12))
+		if (len > 0 && !strncmp(comm, name, strlen(name)))
 			n++;
 	}
 	if (d)
@@ -216,12 +222,20 @@ Test(monitor, one_monitor_thread_per_runtime_and_none_when_disabled)
 	cfg.workers = 1;
 	cfg.stall_threshold_ms = WEFT_DISABLED;
 	weft_runtime *off = weft_runtime_new(&cfg);
-	cr_assert_eq(monitor_threads(), 0);
+	cr_assert_eq(threads_named("weft-monitor"), 0);
+	cr_assert_eq(threads_named("weft-spare"), 0, "no monitor, no hand-offs, no spare");
 	cfg.stall_threshold_ms = 100;
 	weft_runtime *on = weft_runtime_new(&cfg);
-	cr_assert_eq(monitor_threads(), 1);
+	cr_assert_eq(threads_named("weft-monitor"), 1);
+	cr_assert_eq(threads_named("weft-spare"), 1);
+	cfg.handoff_ms = WEFT_DISABLED;
+	weft_runtime *no_handoff = weft_runtime_new(&cfg);
+	cr_assert_eq(threads_named("weft-monitor"), 2);
+	cr_assert_eq(threads_named("weft-spare"), 1, "hand-offs disabled: no spare");
+	weft_runtime_free(no_handoff);
 	weft_runtime_free(on);
-	cr_assert_eq(monitor_threads(), 0);
+	cr_assert_eq(threads_named("weft-monitor"), 0);
+	cr_assert_eq(threads_named("weft-spare"), 0);
 	weft_runtime_free(off);
 }
 
@@ -298,5 +312,156 @@ Test(monitor, a_timer_due_on_a_stuck_worker_fires_anyway)
 		rescued += wm.timers_rescued;
 	}
 	cr_assert_geq(rescued, 1, "the timer fired, but not by the monitor's rescue");
+	weft_runtime_free(rt);
+}
+
+/* Hand-off with one worker: a hog that never switches keeps its worker;
+   the tasks queued behind it -- in its LIFO slot (the last one it
+   spawned), its local queue (the ones that slot displaced) and the
+   injector (spawned from outside) -- run on the spare. The hog spins
+   until every probe ran (10 s escape hatch). */
+#define PROBES 4
+
+struct handoff {
+	_Atomic int ran[PROBES];
+	_Atomic int outside_spawned;
+};
+
+static void *probe(void *arg)
+{
+	atomic_store((_Atomic int *)arg, 1);
+	return NULL;
+}
+
+static bool all_ran(struct handoff *h)
+{
+	for (int i = 0; i < PROBES; i++)
+		if (!atomic_load(&h->ran[i]))
+			return false;
+	return true;
+}
+
+static void *lone_hog(void *arg)
+{
+	struct handoff *h = arg;
+	weft_task *p[PROBES - 1];
+	for (int i = 0; i < PROBES - 1; i++)
+		p[i] = weft_spawn(probe, &h->ran[i]); /* the last one sits in the LIFO slot */
+	atomic_store(&h->outside_spawned, 1);
+	uint64_t give_up = test_now_ns() + ESCAPE_NS;
+	while (!all_ran(h))
+		if (test_now_ns() > give_up)
+			break;
+	intptr_t escaped = !all_ran(h);
+	for (int i = 0; i < PROBES - 1; i++)
+		weft_join(p[i], NULL);
+	return (void *)escaped;
+}
+
+static uint64_t handoffs_of_worker_0(weft_runtime *rt)
+{
+	weft_worker_metrics wm;
+	cr_assert_eq(weft_metrics_worker(rt, 0, &wm), 0);
+	return wm.handoffs;
+}
+
+Test(monitor, one_worker_a_hog_and_the_tasks_queued_behind_it_run_on_the_spare)
+{
+	struct seen s = {.want = 0};
+	weft_runtime *rt = monitored_on(&s, 1000, 1); /* handoff_ms: the default 10 */
+	struct handoff h = {0};
+	weft_spawn_opts opts = {.name = "lone-hog"};
+	weft_task *hog_task = weft_spawn_ex(rt, lone_hog, &h, &opts);
+	while (!atomic_load(&h.outside_spawned))
+		test_sleep_ms(1);
+	weft_task *outside = weft_spawn_on(rt, probe, &h.ran[PROBES - 1]); /* the injector */
+	void *escaped;
+	cr_assert_eq(weft_join(hog_task, &escaped), 0);
+	cr_assert_null(escaped, "a probe queued behind the hog never ran");
+	cr_assert_eq(weft_join(outside, NULL), 0);
+	cr_assert_geq(handoffs_of_worker_0(rt), 1);
+	weft_metrics m;
+	cr_assert_eq(weft_metrics_get(rt, &m), 0);
+	cr_assert_geq(m.handoffs, 1);
+	cr_assert_eq(m.tasks_spawned, m.tasks_completed + m.tasks_alive);
+	weft_runtime_free(rt);
+}
+
+/* The same for a task woken by its timer: it sleeps in the hog's worker's
+   wheel, the monitor fires it, the spare runs it. */
+static void *lone_timer_hog(void *arg)
+{
+	struct rescue *r = arg;
+	weft_task *s = weft_spawn(sleeper, r);
+	while (!atomic_load(&r->armed))
+		weft_yield();
+	uint64_t give_up = test_now_ns() + ESCAPE_NS;
+	while (!atomic_load(&r->woke))
+		if (test_now_ns() > give_up)
+			break;
+	intptr_t escaped = !atomic_load(&r->woke);
+	weft_join(s, NULL);
+	return (void *)escaped;
+}
+
+Test(monitor, one_worker_a_timer_woken_task_behind_a_hog_runs_on_the_spare)
+{
+	struct seen s = {.want = 0};
+	weft_runtime *rt = monitored_on(&s, 1000, 1);
+	struct rescue r = {0};
+	void *escaped;
+	cr_assert_eq(weft_block_on(rt, lone_timer_hog, &r, &escaped), 0);
+	cr_assert_null(escaped, "the sleeper never woke while the only worker was stuck");
+	cr_assert_geq(handoffs_of_worker_0(rt), 1);
+	weft_runtime_free(rt);
+}
+
+/* After a hand-off the worker runs its own work again and the spare goes
+   back to sleep: a burst of tasks afterwards completes with the spare
+   taking none of it once it shed what it had. */
+static void *short_hog(void *arg)
+{
+	struct handoff *h = arg;
+	weft_task *p = weft_spawn(probe, &h->ran[0]);
+	uint64_t give_up = test_now_ns() + ESCAPE_NS;
+	while (!atomic_load(&h->ran[0]) && test_now_ns() < give_up)
+		;
+	weft_join(p, NULL);
+	return (void *)(intptr_t)!atomic_load(&h->ran[0]);
+}
+
+static void *count_up(void *arg)
+{
+	atomic_fetch_add((_Atomic int *)arg, 1);
+	weft_yield();
+	return NULL;
+}
+
+Test(monitor, after_a_hand_off_the_spare_sheds_its_work_and_sleeps)
+{
+	struct seen s = {.want = 0};
+	weft_runtime *rt = monitored_on(&s, 1000, 1);
+	struct handoff h = {0};
+	void *escaped;
+	cr_assert_eq(weft_block_on(rt, short_hog, &h, &escaped), 0);
+	cr_assert_null(escaped);
+	/* The monitor notices the worker moved on within a period or two. */
+	weft_worker_metrics spare, after;
+	uint64_t give_up = test_now_ns() + ESCAPE_NS;
+	do {
+		test_sleep_ms(20);
+		cr_assert_eq(weft_metrics_worker(rt, 1, &spare), 0);
+		test_sleep_ms(20);
+		cr_assert_eq(weft_metrics_worker(rt, 1, &after), 0);
+	} while (after.runs != spare.runs && test_now_ns() < give_up);
+	_Atomic int done = 0;
+	weft_task *t[200];
+	for (int i = 0; i < 200; i++)
+		t[i] = weft_spawn_on(rt, count_up, &done);
+	for (int i = 0; i < 200; i++)
+		cr_assert_eq(weft_join(t[i], NULL), 0);
+	cr_assert_eq(atomic_load(&done), 200);
+	cr_assert_eq(weft_metrics_worker(rt, 1, &after), 0);
+	cr_assert_eq(after.runs, spare.runs, "the spare ran tasks though nobody was stuck");
 	weft_runtime_free(rt);
 }

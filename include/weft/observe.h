@@ -59,38 +59,42 @@ void weft_stall_report_print(const weft_stall_report *report, int fd);
  * computed from completions read first, never undercounts).
  */
 typedef struct weft_worker_metrics {
-	uint64_t spawned;          /* tasks spawned from tasks on this worker */
-	uint64_t completed;        /* tasks that finished on it */
-	uint64_t runs;             /* task switches on it */
-	uint64_t lifo_hits;        /* of those, into the task in its LIFO slot */
-	uint64_t steals;           /* steals it made from other workers */
-	uint64_t stolen_tasks;     /* tasks those steals took */
-	uint64_t parks, unparks;   /* times its thread went to sleep / woke */
-	uint64_t busy_ns;          /* time its thread was not asleep */
+	uint64_t spawned;           /* tasks spawned from tasks on this worker */
+	uint64_t completed;         /* tasks that finished on it */
+	uint64_t runs;              /* task switches on it */
+	uint64_t lifo_hits;         /* of those, into the task in its LIFO slot */
+	uint64_t steals;            /* steals it made from other workers */
+	uint64_t stolen_tasks;      /* tasks those steals took */
+	uint64_t parks, unparks;    /* times its thread went to sleep / woke */
+	uint64_t busy_ns;           /* time its thread was not asleep */
 	uint64_t local_queue_depth; /* tasks in its local queue now */
-	uint64_t io_submitted;     /* io_uring: SQEs handed to the kernel */
-	uint64_t io_completed;     /* io_uring: CQEs reaped; epoll: readiness events */
+	uint64_t io_submitted;      /* io_uring: SQEs handed to the kernel */
+	uint64_t io_completed;      /* io_uring: CQEs reaped; epoll: readiness events */
 	uint64_t timers_armed, timers_fired;
-	uint64_t timers_rescued;   /* of its timers, fired by the monitor while it was stuck */
+	uint64_t timers_rescued; /* of its timers, fired by the monitor while it was stuck */
+	uint64_t handoffs;       /* times it was found stuck and its work handed away */
 } weft_worker_metrics;
 
 typedef struct weft_metrics {
 	unsigned workers;
-	uint64_t tasks_spawned;   /* all tasks, from tasks and from outside */
+	unsigned spares; /* 1 with the monitor on: the hand-off thread, worker index `workers` */
+	uint64_t tasks_spawned; /* all tasks, from tasks and from outside */
 	uint64_t tasks_completed;
-	uint64_t tasks_alive;     /* spawned, not yet completed (a lower bound on none) */
-	uint64_t injector_depth;  /* tasks queued in the global injector now */
+	uint64_t tasks_alive;         /* spawned, not yet completed (a lower bound on none) */
+	uint64_t injector_depth;      /* tasks queued in the global injector now */
 	uint64_t runs, steals, parks; /* sums over the workers */
-	uint64_t blocking_threads; /* blocking pool threads alive */
-	uint64_t blocking_busy;    /* of those, running a job */
-	uint64_t blocking_queued;  /* jobs waiting for a thread */
-	uint64_t stalls;          /* stall reports made (or suppressed) by the monitor */
+	uint64_t blocking_threads;    /* blocking pool threads alive */
+	uint64_t blocking_busy;       /* of those, running a job */
+	uint64_t blocking_queued;     /* jobs waiting for a thread */
+	uint64_t stalls;              /* stall reports made (or suppressed) by the monitor */
+	uint64_t handoffs;            /* stuck workers whose work the spare took over */
 } weft_metrics;
 
 /* 0, or -EINVAL (NULL). */
 int weft_metrics_get(weft_runtime *rt, weft_metrics *out);
 
-/* Worker `worker`'s metrics: 0, or -EINVAL (NULL, or no such worker). */
+/* Worker `worker`'s metrics (0 .. workers - 1; `workers` is the spare when
+   spares is 1): 0, or -EINVAL (NULL, or no such worker). */
 int weft_metrics_worker(weft_runtime *rt, unsigned worker, weft_worker_metrics *out);
 
 /*
