@@ -110,10 +110,7 @@ static void describe_wait(char *buf, size_t cap, unsigned kind, const void *obj,
 		snprintf(buf, cap, "oneshot %p", obj);
 		break;
 	case WEFT__WAIT_JOIN:
-		if (obj) /* its id */
-			snprintf(buf, cap, "join task %" PRIu64, (uint64_t)(uintptr_t)obj);
-		else
-			snprintf(buf, cap, "join a task not started when the join began");
+		snprintf(buf, cap, "join task %" PRIu64, (uint64_t)(uintptr_t)obj); /* its id */
 		break;
 	case WEFT__WAIT_GROUP:
 		snprintf(buf, cap, "group %p (join_next)", obj);

@@ -179,8 +179,6 @@ static void run_function(struct weft_task *t)
 	struct weft__thread *th = tls->thread;
 	if (t->pin_depth && !t->pinned_to)
 		t->pinned_to = th; /* spawned pinned: bound where it first runs */
-	if (!t->id)
-		weft__task_set_id(t, weft__next_task_id(th->rt, th->worker)); /* spawned outside */
 	*weft__errno() = 0;
 	begin_running(tls, th, t);
 	t->result = t->fn(t->arg);

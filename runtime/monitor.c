@@ -285,15 +285,14 @@ static void rescue_timers(struct weft__worker *w)
 		atomic_fetch_add_explicit(&w->timers_rescued, n, memory_order_relaxed);
 }
 
-/* Takes the task in a stuck worker's LIFO slot to the injector: the slow
-   side of the handshake in worker.h. The slot stays frozen (the owner's
-   wakes go to its stealable queue) until the owner, back in its
-   scheduler, reopens it. */
+/* Takes the task in a worker's LIFO slot to the injector: the slow side of
+   the handshake in worker.h. The slot stays frozen (the owner's wakes go
+   to its stealable queue, or a shed spare's to the injector) until the
+   owner, back in its scheduler, reopens it. */
 static void take_lifo(struct weft_runtime *rt, struct weft__worker *w)
 {
 	uint32_t open = WEFT__LIFO_OPEN;
-	if (!atomic_load_explicit(&w->lifo, memory_order_relaxed) ||
-	    !atomic_compare_exchange_strong_explicit(&w->lifo_frozen, &open, WEFT__LIFO_TAKING,
+	if (!atomic_compare_exchange_strong_explicit(&w->lifo_frozen, &open, WEFT__LIFO_TAKING,
 	                                             memory_order_seq_cst, memory_order_relaxed))
 		return;
 	if (!weft__asym_heavy_fence()) {
@@ -316,13 +315,18 @@ static void take_lifo(struct weft_runtime *rt, struct weft__worker *w)
 	}
 }
 
-/* The spare is wanted while some worker is handed off (worker.h). */
+/* The spare is wanted while some worker is handed off (worker.h). Told to
+   shed, its slot is frozen too (emptied into the injector): what it wakes
+   from then on goes to the injector even while it runs a task that never
+   switches. Wanted again, it reopens its slot itself. */
 static void want_spare(struct weft_runtime *rt, bool wanted)
 {
 	struct weft__thread *spare = &rt->threads[rt->nworkers];
 	atomic_store_explicit(&spare->worker->shed, !wanted, memory_order_release);
 	if (wanted)
 		weft__parker_unpark(&spare->parker);
+	else
+		take_lifo(rt, spare->worker);
 }
 
 /* Each period a worker stays stuck past handoff_ms: its due timers and

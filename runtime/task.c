@@ -140,8 +140,9 @@ weft_task *weft_spawn_at(weft_runtime *rt, weft_fn fn, void *arg, const weft_spa
 		return t;
 	}
 	/* From outside the workers: counted (and refused once shut down)
-	   under the injector's lock; the id is given when the task first runs. */
-	weft__task_set_id(t, 0);
+	   under the injector's lock. The id is taken now, one at a time (a
+	   worker takes blocks of them): a joiner records it (wait_complete). */
+	weft__task_set_id(t, atomic_fetch_add_explicit(&rt->next_id, 1, memory_order_relaxed) + 1);
 	if (weft__inject_push_spawn(&rt->inject, t) < 0) {
 		weft__task_free(t);
 		return NULL;
@@ -197,10 +198,8 @@ static int wait_complete(weft_task *t, uint64_t *state)
 	}
 	for (;;) {
 		/* The dump is given the id, not the task: by the time it reads a
-		   stale record, this joiner may have freed t. (0: t was spawned
-		   from outside and has not run yet, so it has no id.) */
-		uint64_t id = __atomic_load_n(&t->id, __ATOMIC_RELAXED);
-		weft__block(&word, WEFT__WAIT_JOIN, (const void *)(uintptr_t)id, 0);
+		   stale record, this joiner may have freed t. */
+		weft__block(&word, WEFT__WAIT_JOIN, (const void *)(uintptr_t)t->id, 0);
 		s = weft__task_state(t);
 		if (s & WEFT__T_COMPLETE)
 			break;

@@ -192,22 +192,28 @@ static void shed(struct weft_runtime *rt, struct weft_task *t)
 	weft__notify_one(rt);
 }
 
-static void schedule_local(struct weft__thread *th, struct weft_task *t, enum weft__sched_how how)
+static inline void schedule_local(struct weft__thread *th, struct weft_task *t,
+                                  enum weft__sched_how how)
 {
 	struct weft__worker *w = th->worker;
-	if (__builtin_expect(atomic_load_explicit(&w->shed, memory_order_relaxed), 0)) {
-		shed(th->rt, t);
-		return;
+	if (how == WEFT__SCHED_WAKE) {
+		if (__builtin_expect(weft__lifo_enter(w), 1)) {
+			struct weft_task *prev =
+			        atomic_load_explicit(&w->lifo, memory_order_relaxed);
+			atomic_store_explicit(&w->lifo, t, memory_order_relaxed);
+			weft__lifo_leave(w);
+			if (!prev)
+				return; /* nobody else takes from the slot: nobody to wake */
+			t = prev;
+		} else if (weft__worker_shed(w)) {
+			shed(th->rt, t);
+			return;
+		} /* else frozen by the monitor: to the stealable queue */
 	}
-	if (how == WEFT__SCHED_WAKE && weft__lifo_enter(w)) {
-		struct weft_task *prev = atomic_load_explicit(&w->lifo, memory_order_relaxed);
-		atomic_store_explicit(&w->lifo, t, memory_order_relaxed);
-		weft__lifo_leave(w);
-		if (!prev)
-			return; /* nobody else takes from the slot: nobody to wake */
-		t = prev;
-	}
-	push_back(th->rt, w, t); /* a yield, a displaced task, or the slot is frozen */
+	/* A yield on a shed spare lands here too: its queue goes to the
+	   injector every global_queue_interval (shed_queue), which keeps the
+	   check off the yield path. */
+	push_back(th->rt, w, t);
 	notify(th->rt, false);
 }
 
@@ -278,7 +284,7 @@ static struct weft_task *take_injected(struct weft_runtime *rt, struct weft__wor
                                        bool run_first)
 {
 	size_t len = weft__inject_len(&rt->inject);
-	if (len == 0 || atomic_load_explicit(&w->shed, memory_order_relaxed))
+	if (len == 0 || weft__worker_shed(w))
 		return NULL;
 	/* A fair share, into the free room of the local queue less some
 	   headroom for the tasks the batch will spawn. */
@@ -360,25 +366,40 @@ void weft__before_yield(struct weft__thread *th)
 
 /* The task in this worker's LIFO slot, taken out; NULL if none. The
    unguarded look first: only this thread ever fills the slot, so an empty
-   one stays empty without the handshake. */
+   one stays empty without the handshake; and a full one is still full once
+   entered (the monitor takes only from a slot it froze, and a frozen slot
+   is not entered). */
 static inline struct weft_task *take_lifo(struct weft__worker *w)
 {
-	if (!atomic_load_explicit(&w->lifo, memory_order_relaxed) || !weft__lifo_enter(w))
-		return NULL;
 	struct weft_task *t = atomic_load_explicit(&w->lifo, memory_order_relaxed);
-	atomic_store_explicit(&w->lifo, NULL, memory_order_relaxed);
-	weft__lifo_leave(w);
-	return t;
+	if (!t)
+		return NULL;
+	if (__builtin_expect(weft__lifo_enter(w), 1)) {
+		atomic_store_explicit(&w->lifo, NULL, memory_order_relaxed);
+		weft__lifo_leave(w);
+		return t;
+	}
+	return NULL; /* the monitor's */
+}
+
+/* A shed spare's queue, for the regular workers. */
+static void shed_queue(struct weft_runtime *rt, struct weft__worker *w)
+{
+	struct weft_task *t;
+	while ((t = weft__lq_pop(&w->lq)))
+		shed(rt, t);
 }
 
 /* Back in its scheduler, a worker whose slot the monitor took is no
-   longer stuck: the slot is its own again. Not urgent (wakes go to the
-   local queue meanwhile), so looked at every global_queue_interval. */
+   longer stuck: the slot is its own again (a shed spare's stays frozen).
+   Not urgent (wakes go to the local queue meanwhile), so looked at every
+   global_queue_interval. */
 static inline void reopen_lifo(struct weft__worker *w)
 {
 	uint32_t taken = WEFT__LIFO_TAKEN;
 	if (__builtin_expect(atomic_load_explicit(&w->lifo_frozen, memory_order_relaxed) == taken,
-	                     0))
+	                     0) &&
+	    !weft__worker_shed(w))
 		atomic_compare_exchange_strong_explicit(&w->lifo_frozen, &taken, WEFT__LIFO_OPEN,
 		                                        memory_order_acquire, memory_order_relaxed);
 }
@@ -395,6 +416,8 @@ struct weft_task *weft__next_runnable(struct weft__thread *th)
 	if (--w->gq_countdown == 0) {
 		w->gq_countdown = rt->cfg.global_queue_interval;
 		reopen_lifo(w);
+		if (weft__worker_shed(w))
+			shed_queue(rt, w);
 		weft__stack_depot_trim(&rt->stacks, weft_now_ns());
 		poll_io(th);
 		offer_cpu(th);
@@ -463,7 +486,7 @@ static struct weft_task *search(struct weft__thread *th)
 {
 	struct weft_runtime *rt = th->rt;
 	if (weft__is_spare(th)) {
-		if (atomic_load_explicit(&th->worker->shed, memory_order_relaxed))
+		if (weft__worker_shed(th->worker))
 			return inbox_pop(th); /* not wanted: nothing but its own */
 	} else if (!th->searching) {
 		if (!weft__idle_try_search(&rt->idle))
@@ -576,8 +599,7 @@ static void spare_sleep(struct weft__thread *th)
 	struct weft_runtime *rt = th->rt;
 	struct weft__worker *w = th->worker;
 	uint64_t wait_ns = weft__timers_wait_ns(&w->timers, weft_now_ns());
-	if (!atomic_load_explicit(&w->shed, memory_order_relaxed) &&
-	    wait_ns > WEFT__SPARE_POLL_MS * 1000000ull)
+	if (!weft__worker_shed(w) && wait_ns > WEFT__SPARE_POLL_MS * 1000000ull)
 		wait_ns = WEFT__SPARE_POLL_MS * 1000000ull;
 	if (wait_ns == 0 || atomic_load_explicit(&th->inbox_len, memory_order_acquire) ||
 	    atomic_load_explicit(&rt->stopping, memory_order_acquire))

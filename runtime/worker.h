@@ -67,8 +67,8 @@ struct weft__worker {
 	struct weft_task *_Atomic lifo; /* runs next; taken only as described above */
 	unsigned lifo_runs;
 	_Atomic uint32_t lifo_busy;   /* the owner uses the slot now */
-	_Atomic uint32_t lifo_frozen; /* LIFO_* below: the monitor takes or took it */
-	_Atomic bool shed;            /* the spare, unwanted: queue nothing here */
+	_Atomic uint32_t lifo_frozen; /* WEFT__LIFO_* below */
+	_Atomic bool shed;            /* the spare, not wanted: queue nothing here */
 	_Atomic uint32_t tick;        /* task switches: the monitor samples it */
 	unsigned index;
 	uint64_t rng;
@@ -89,8 +89,15 @@ struct weft__worker {
 
 /* lifo_frozen: the owner uses its slot (OPEN), the monitor is taking it
    (TAKING: the owner must not touch it), or took it (TAKEN: still not
-   touched, until the owner, back in its scheduler, reopens it). */
+   touched, until the owner, back in its scheduler, reopens it). A shed
+   spare's slot is kept TAKEN, so that the owner's fast path reads one flag
+   for both, and `shed` is read only once the slot turned out frozen. */
 enum { WEFT__LIFO_OPEN, WEFT__LIFO_TAKING, WEFT__LIFO_TAKEN };
+
+static inline bool weft__worker_shed(struct weft__worker *w)
+{
+	return atomic_load_explicit(&w->shed, memory_order_relaxed);
+}
 
 /* The owner's side of the LIFO handshake (the top of this file): true if
    it may use the slot until weft__lifo_leave; false if the slot is frozen
