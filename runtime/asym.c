@@ -37,8 +37,13 @@ static void choose_command(void)
 		heavy_cmd = MEMBARRIER_CMD_GLOBAL;
 }
 
-bool weft__asym_heavy_fence(void)
+void weft__asym_prepare(void)
 {
 	pthread_once(&once, choose_command);
+}
+
+bool weft__asym_heavy_fence(void)
+{
+	weft__asym_prepare();
 	return heavy_cmd >= 0 && membarrier(heavy_cmd) == 0;
 }

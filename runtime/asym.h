@@ -42,4 +42,9 @@ static inline void weft__asym_light_fence(void)
    the handshake then. */
 bool weft__asym_heavy_fence(void);
 
+/* Makes the heavy fence ready: its registration waits for an RCU grace
+   period (17 ms measured here), which must not fall into the first use.
+   Idempotent; done by the monitor thread as it starts. */
+void weft__asym_prepare(void);
+
 #endif

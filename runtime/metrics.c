@@ -119,10 +119,11 @@ int weft_metrics_prometheus(weft_runtime *rt, int fd)
 		return -EINVAL;
 	weft_metrics m;
 	weft_metrics_get(rt, &m);
-	weft_worker_metrics *wm = calloc(m.workers, sizeof *wm);
+	unsigned n = m.workers + m.spares; /* the spare is worker="<workers>" */
+	weft_worker_metrics *wm = calloc(n, sizeof *wm);
 	if (!wm)
 		return -ENOMEM;
-	for (unsigned i = 0; i < m.workers; i++)
+	for (unsigned i = 0; i < n; i++)
 		weft_metrics_worker(rt, i, &wm[i]);
 	struct weft__textbuf o = {0};
 	family(&o, "workers", "gauge", "Worker threads of the runtime.");
@@ -145,7 +146,6 @@ int weft_metrics_prometheus(weft_runtime *rt, int fd)
 	sample(&o, "stalls_total", m.stalls);
 	family(&o, "handoffs_total", "counter", "Stuck workers whose work the spare took over.");
 	sample(&o, "handoffs_total", m.handoffs);
-	unsigned n = m.workers + m.spares; /* the spare is worker="<workers>" */
 	WORKER_FAMILY(&o, wm, n, spawned, "counter", "Tasks spawned from tasks on the worker.");
 	WORKER_FAMILY(&o, wm, n, completed, "counter", "Tasks that finished on the worker.");
 	WORKER_FAMILY(&o, wm, n, runs, "counter", "Task switches on the worker.");

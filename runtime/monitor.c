@@ -338,14 +338,14 @@ static void hand_off(struct weft_runtime *rt, unsigned i, struct weft__watch *w)
 {
 	struct weft__monitor *m = &rt->monitor;
 	struct weft__worker *wk = &rt->workers[i];
+	if (!w->handed) {
+		w->handed = true;
+		atomic_fetch_add_explicit(&wk->handoffs, 1, memory_order_relaxed);
+		if (i < rt->nworkers && m->handed_off++ == 0)
+			want_spare(rt, true);
+	}
 	rescue_timers(wk);
 	take_lifo(rt, wk);
-	if (w->handed)
-		return;
-	w->handed = true;
-	atomic_fetch_add_explicit(&wk->handoffs, 1, memory_order_relaxed);
-	if (i < rt->nworkers && m->handed_off++ == 0)
-		want_spare(rt, true);
 }
 
 /* The worker switched: it runs its own work again. */
@@ -393,6 +393,7 @@ static void *monitor_main(void *arg)
 	sigset_t all;
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, NULL); /* the program's signals are not ours */
+	weft__asym_prepare();                   /* here, long before the first hand-off needs it */
 	m->window_start_ns = weft__mono_ns();
 	atomic_store_explicit(&weft__coarse_ms_now, (uint32_t)(m->window_start_ns / 1000000),
 	                      memory_order_relaxed);

@@ -12,6 +12,14 @@
  * reported again when it lasts twice as long as at its last report, and at
  * most 10 reports a minute are made in all (the next one says how many
  * were suppressed). Reports go to stderr, or to config.stall_handler.
+ *
+ * Hand-off: a worker stuck for config.handoff_ms (default 10) has its due
+ * timers fired and the task in its LIFO slot moved to the global queue,
+ * and a spare thread (one per runtime with the monitor on) runs the global
+ * queue and steals the stuck worker's local queue until the worker
+ * switches again -- so queued and timer-woken tasks keep running even with
+ * one worker. Tasks pinned to the stuck thread and I/O in flight on its
+ * ring wait for it. docs/starvation.md.
  */
 #ifndef WEFT_OBSERVE_H
 #define WEFT_OBSERVE_H

@@ -42,7 +42,7 @@ typedef struct weft_config {
 	unsigned shutdown_grace_ms;       /* default 5000 */
 	unsigned stall_threshold_ms;      /* default 100; WEFT_DISABLED: no monitor; env
 	                                     WEFT_STALL_MS (a number, or "off") */
-	unsigned handoff_ms;              /* default 10 */
+	unsigned handoff_ms;              /* default 10: a stuck worker's work goes to the spare */
 	int io_backend;                   /* WEFT_IO_AUTO (default), _URING, _EPOLL; env WEFT_IO */
 	unsigned spin_us;                 /* how long an idle worker looks for work before it
 	                                     sleeps, default 50; WEFT_DISABLED: sleep at once */
