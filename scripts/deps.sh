@@ -4,7 +4,7 @@
 # not root. Extra package names may be given as arguments.
 set -eu
 
-want="cmake pkg-config make gcc liburing-dev libjemalloc-dev libcriterion-dev curl libcurl4-openssl-dev $*"
+want="cmake pkg-config make gcc liburing-dev libjemalloc-dev libcriterion-dev curl libcurl4-openssl-dev redis-tools $*"
 missing=""
 for p in $want; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
