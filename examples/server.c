@@ -37,10 +37,14 @@ static uint16_t bound_port(int fd, uint16_t asked)
 static void *accept_loop(void *arg)
 {
 	struct example_server *s = arg;
+	if (s->start && s->start() != 0)
+		return (void *)1;
 	int listener = weft_tcp_listen(s->host, s->port, 1024);
 	if (listener < 0) {
 		fprintf(stderr, "%s: listen on %s:%u: %s\n", s->name, s->host, s->port,
 		        strerror(-listener));
+		if (s->stop)
+			s->stop();
 		return (void *)1;
 	}
 	listener_fd = listener;
@@ -67,6 +71,8 @@ static void *accept_loop(void *arg)
 		weft_cancel(sig[i]);
 		weft_join(sig[i], NULL);
 	}
+	if (s->stop)
+		s->stop();
 	return NULL;
 }
 
@@ -78,15 +84,19 @@ static void usage(const struct example_server *s, FILE *f)
 	        "  --port P     port to listen on (default %u; 0: any, printed)\n"
 	        "  --host H     address to bind (default 127.0.0.1)\n"
 	        "  --workers N  worker threads (default: one per CPU)\n"
+	        "%s"
 	        "  SIGINT/SIGTERM shut it down gracefully. WEFT_IO=epoll|uring picks the\n"
 	        "  I/O backend (default: io_uring where it works).\n",
-	        s->name, s->about, s->port);
+	        s->name, s->about, s->port, s->help ? s->help : "");
 }
 
 int example_parse_args(struct example_server *s, int argc, char **argv)
 {
 	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+		int used = s->option ? s->option(argc, argv, i) : 0;
+		if (used > 0) {
+			i += used - 1;
+		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
 			usage(s, stdout);
 			return 0;
 		} else if (!strcmp(argv[i], "--port") && i + 1 < argc) {

@@ -20,6 +20,15 @@ struct example_server {
 	uint16_t port;
 	weft_fn connection; /* runs per accepted socket, (void *)(intptr_t)fd; closes it */
 	weft_config cfg;
+	/* Optional: the server's own options. option() looks at argv[i] and
+	   returns how many arguments it took (0: not one of its own); help is
+	   their lines for --help. */
+	int (*option)(int argc, char **argv, int i);
+	const char *help;
+	/* Optional: run in the runtime before listening (0, else the exit
+	   status) and after the accept loop ended. */
+	int (*start)(void);
+	void (*stop)(void);
 };
 
 /* Parses --port, --host, --workers and --help into s (defaults already
