@@ -47,7 +47,6 @@ check-asan: deps
 
 compare: build
 	./benches/compare.sh
-	./benches/redis_compare.sh
 
 # New inputs go to build-fuzz/corpus; tests/fuzz/corpus/resp is only read.
 fuzz:

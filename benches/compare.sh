@@ -10,6 +10,8 @@
 #   RUNS        alternating runs (default 3)
 #   SERVERS     0: skip the servers, and the RSS of 10,000 idle connections
 #               (benches/idle_rss.sh, printed after the table) (default 1)
+#   REDIS       0: skip weft-redis beside redis-server (benches/redis_compare.sh,
+#               printed last) (default 1)
 #   ONLY_WORKLOADS, WORKERS, WAIT_IDLE_S, LOAD_SECS   passed to the peers' run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,4 +40,9 @@ if [ "${SERVERS:-1}" = 1 ]; then
   echo
   echo "RSS with 10,000 idle echo connections (benches/idle_rss.sh):"
   PEERS_DIR="$PEERS_DIR" ./benches/idle_rss.sh 10000 | tee "results/compare-$stamp-idle.jsonl"
+fi
+if [ "${REDIS:-1}" = 1 ]; then
+  echo
+  echo "weft-redis beside redis-server (benches/redis_compare.sh):"
+  RUNS="$RUNS" ./benches/redis_compare.sh
 fi

@@ -7,7 +7,7 @@
 set -euo pipefail
 . "$(dirname "$0")/example_lib.sh"
 command -v redis-cli >/dev/null || { echo "example_redis: no redis-cli (scripts/deps.sh)" >&2; exit 1; }
-start_server "$1"
+start_server "$1" --outbox 64
 fail() { echo "example_redis: $*" >&2; exit 1; }
 cli() { timeout 10 redis-cli -p "$port" "$@"; }
 expect() { # expected, command...
@@ -106,6 +106,19 @@ kill "$sub_pid" "$psub_pid" 2>/dev/null || true
 wait "$sub_pid" "$psub_pid" 2>/dev/null || true
 rm -f "$sub_out" "$psub_out"
 eventually 0 publish news gone # the subscribers left: nobody receives
+# A subscriber that never reads: once its socket and its outbox (64
+# messages here) are full it is cut off; the publisher never waits for it.
+exec {deafsub}<>"/dev/tcp/127.0.0.1/$port"
+printf 'SUBSCRIBE flood\r\n' >&$deafsub
+eventually 1 publish flood warmup
+cmds=$(mktemp)
+payload=$(head -c 65536 /dev/zero | tr '\0' p)
+for i in $(seq 600); do printf '*3\r\n$7\r\nPUBLISH\r\n$5\r\nflood\r\n$65536\r\n%s\r\n' "$payload"; done >"$cmds"
+got=$(timeout 30 redis-cli -p "$port" --pipe <"$cmds" | tail -1)
+rm -f "$cmds"
+[ "$got" = "errors: 0, replies: 600" ] || fail "flooding publisher: '$got'"
+eventually 0 publish flood after # the deaf subscriber was disconnected
+exec {deafsub}>&-
 reply=$(raw 'SUBSCRIBE c1\r\nGET x\r\nUNSUBSCRIBE\r\nPING\r\nQUIT\r\n' | crlf)
 want=$(printf '%s\n' '*3' '$9' subscribe '$2' c1 ':1' \
 	"-ERR Can't execute 'get': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context" \

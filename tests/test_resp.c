@@ -51,6 +51,10 @@ Test(resp, a_request_cut_anywhere_needs_more_and_a_big_bulk_says_how_much)
 	}
 	size_t used, need;
 	const char *err;
+	/* Before a bulk's payload, the next byte may be an error ("*1\r\nx"):
+	   it must be parsed as soon as it comes. */
+	cr_assert_eq(resp_parse("*1\r\n", 4, &r, &used, &need, &err), RESP_MORE);
+	cr_assert_eq(need, 5);
 	const char *big = "*1\r\n$100000\r\nabc";
 	cr_assert_eq(resp_parse(big, strlen(big), &r, &used, &need, &err), RESP_MORE);
 	cr_assert_eq(need, strlen("*1\r\n$100000\r\n") + 100000 + 2, "need %zu", need);

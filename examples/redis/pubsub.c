@@ -80,11 +80,18 @@ static void *writer(void *arg)
 	return NULL;
 }
 
+static size_t outbox_size = PUBSUB_OUTBOX;
+
+void pubsub_set_outbox(size_t messages)
+{
+	outbox_size = messages;
+}
+
 int pubsub_attach(struct sub_client *c)
 {
 	if (c->outbox)
 		return 0;
-	c->outbox = weft_chan_new(PUBSUB_OUTBOX, sizeof(struct msg *));
+	c->outbox = weft_chan_new(outbox_size, sizeof(struct msg *));
 	if (!c->outbox)
 		return -ENOMEM;
 	weft_spawn_opts opts = {.name = "redis-sub-writer"};

@@ -23,7 +23,10 @@
 
 #include "resp.h"
 
-#define PUBSUB_OUTBOX 4096 /* messages a subscriber may have queued */
+#define PUBSUB_OUTBOX 4096 /* messages a subscriber may have queued, by default */
+
+/* The outbox size for subscribers from now on (weft-redis --outbox). */
+void pubsub_set_outbox(size_t messages);
 
 /* An encoded reply, shared by the outboxes it was put in. */
 struct msg {

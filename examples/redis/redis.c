@@ -49,6 +49,7 @@ struct client {
 	long long id;
 	char name[64];
 	bool quit;      /* close after the replies */
+	bool bad_input; /* a protocol error: close, lingering (linger_close) */
 	bool fd_closed; /* under conns_lock: shutdown must not touch the fd */
 };
 
@@ -630,6 +631,7 @@ static bool run_requests(struct client *c, char *buf, size_t *len, size_t *need,
 			break;
 		} else if (st == RESP_ERROR) {
 			resp_add_errorf(&c->out, "ERR %s", error);
+			c->bad_input = true;
 			open = false;
 		} else if (st == RESP_NOMEM) {
 			resp_add_error(&c->out, "ERR out of memory");
@@ -645,6 +647,29 @@ static bool run_requests(struct client *c, char *buf, size_t *len, size_t *need,
 	memmove(buf, buf + pos, *len - pos); /* *need counts from the request's start: now 0 */
 	*len -= pos;
 	return open && !c->quit;
+}
+
+/* After a protocol error the client may still be sending the rest of what
+   it meant: closing with its bytes unread would reset the connection, and
+   a reset can discard the error reply before the client reads it. So the
+   write side is shut first and the input read away (for at most
+   LINGER_MS, at most LINGER_BYTES), as web servers' lingering close does. */
+#define LINGER_MS 200
+#define LINGER_BYTES (1024 * 1024)
+
+static void linger_close(int fd)
+{
+	weft_shutdown(fd, SHUT_WR);
+	weft_shield_push(); /* also while shutting down: bounded by the deadline */
+	weft_deadline d;
+	weft_deadline_push(&d, LINGER_MS);
+	char sink[4096];
+	size_t total = 0;
+	ssize_t n;
+	while (total < LINGER_BYTES && (n = weft_recv(fd, sink, sizeof sink, 0)) > 0)
+		total += (size_t)n;
+	weft_deadline_pop(&d);
+	weft_shield_pop();
 }
 
 static void *connection(void *arg)
@@ -678,6 +703,8 @@ static void *connection(void *arg)
 		open = flush(&c) && open;
 	}
 	flush(&c); /* a protocol error's or QUIT's reply */
+	if (c.bad_input)
+		linger_close(c.sub.fd);
 	pubsub_detach(ps, &c.sub);
 	if (registered)
 		mark_fd_closed(&c);
@@ -751,6 +778,15 @@ static int option(int argc, char **argv, int i)
 		nshards = (unsigned)n;
 		return 2;
 	}
+	if (!strcmp(argv[i], "--outbox") && i + 1 < argc) {
+		long n = atol(argv[i + 1]);
+		if (n < 1 || n > 1 << 20) {
+			fprintf(stderr, "weft-redis: --outbox takes 1 to 1048576 messages\n");
+			exit(2);
+		}
+		pubsub_set_outbox((size_t)n);
+		return 2;
+	}
 	return 0;
 }
 
@@ -763,7 +799,9 @@ int main(int argc, char **argv)
 	        .port = 6380,
 	        .connection = connection,
 	        .option = option,
-	        .help = "  --shards N   keyspace shards, a power of two (default 64)\n",
+	        .help = "  --shards N   keyspace shards, a power of two (default 64)\n"
+	                "  --outbox N   messages a subscriber may have queued before it is\n"
+	                "               disconnected as too slow (default 4096)\n",
 	        .start = start,
 	        .stop = stop,
 	};

@@ -102,10 +102,8 @@ static enum resp_status parse_multibulk(const char *buf, size_t len, struct resp
 	}
 	size_t pos = (size_t)n + 2;
 	for (long long i = 0; i < count; i++) {
-		if (pos >= len) {
-			*need = pos + 4;
-			return RESP_MORE;
-		}
+		if (pos >= len)
+			return RESP_MORE; /* *need: one more byte, which may be an error */
 		if (buf[pos] != '$') {
 			snprintf(expected, sizeof expected,
 			         "Protocol error: expected '$', got '%c'", buf[pos]);
@@ -118,7 +116,6 @@ static enum resp_status parse_multibulk(const char *buf, size_t len, struct resp
 				*error = "Protocol error: too big bulk count string";
 				return RESP_ERROR;
 			}
-			*need = pos + 4;
 			return RESP_MORE;
 		}
 		long long blen;
@@ -129,6 +126,8 @@ static enum resp_status parse_multibulk(const char *buf, size_t len, struct resp
 		}
 		pos += (size_t)n + 2;
 		if (len - pos < (size_t)blen + 2) {
+			/* Only the payload is missing, and no payload byte can be an
+			   error (Redis does not look at it): wait for all of it. */
 			*need = pos + (size_t)blen + 2;
 			return RESP_MORE;
 		}

@@ -44,8 +44,10 @@ enum resp_status {
 
 /* Parses one request from buf[0, len). On RESP_OK, *used is how many bytes
    it took. On RESP_ERROR, *error is Redis's message (without "-ERR "). On
-   RESP_MORE, *need (if not NULL) is a lower bound on the bytes the request
-   needs in all (so that a reader can grow its buffer once). */
+   RESP_MORE, *need (if not NULL) is how many bytes to wait for before
+   parsing again: one more than now, except inside a bulk string's payload,
+   where it is the whole request's length (so that a reader grows its
+   buffer once, and does not parse a large value again per read). */
 enum resp_status resp_parse(const char *buf, size_t len, struct resp_request *req, size_t *used,
                             size_t *need, const char **error);
 

@@ -7,7 +7,8 @@
  * first whole, then fed in two pieces at every 97th split point (a
  * request that needs more bytes must parse the same once they came).
  * Every parsed request is encoded again as a multibulk and parsed back:
- * it must give the same arguments. The input's first line, split at its
+ * it must give the same arguments. And when a parse says how many bytes
+ * to wait for, fewer than that must still parse as incomplete. The input's first line, split at its
  * first NUL, is also a glob pattern and a string to match.
  */
 #include <stdint.h>
@@ -74,6 +75,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(first <= whole || whole_status == RESP_ERROR);
 		size_t rest = parse_all(buf + first, size - first, &req, &st);
 		CHECK(first + rest == whole || whole_status == RESP_ERROR);
+	}
+	/* need is a promise: with fewer bytes than it says, the request is
+	   still incomplete -- never an error or a request the reader would
+	   have waited past. */
+	for (size_t cut = 0; cut < size; cut += 13) {
+		size_t used = 0, need = 0;
+		const char *error = NULL;
+		if (resp_parse(buf, cut, &req, &used, &need, &error) != RESP_MORE)
+			continue;
+		CHECK(need > cut);
+		if (need - 1 > cut && need - 1 <= size)
+			CHECK(resp_parse(buf, need - 1, &req, &used, NULL, &error) == RESP_MORE);
 	}
 	resp_request_free(&req);
 
