@@ -45,6 +45,7 @@ int weft_metrics_worker(weft_runtime *rt, unsigned i, weft_worker_metrics *out)
 	out->timers_fired = load(&w->timers.fired);
 	out->timers_rescued = load(&w->timers_rescued);
 	out->handoffs = load(&w->handoffs);
+	out->timers_stolen = load(&w->timers_stolen);
 	return 0;
 }
 
@@ -163,6 +164,8 @@ int weft_metrics_prometheus(weft_runtime *rt, int fd)
 	WORKER_FAMILY(&o, wm, n, timers_fired, "counter", "Timers the worker's wheel fired.");
 	WORKER_FAMILY(&o, wm, n, timers_rescued, "counter",
 	              "Timers of the worker the monitor fired while it was stuck.");
+	WORKER_FAMILY(&o, wm, n, timers_stolen, "counter",
+	              "Late timers of other workers that this worker fired.");
 	WORKER_FAMILY(&o, wm, n, handoffs, "counter",
 	              "Times the worker was found stuck and its work handed to the spare.");
 	free(wm);

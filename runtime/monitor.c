@@ -338,14 +338,16 @@ static void hand_off(struct weft_runtime *rt, unsigned i, struct weft__watch *w)
 {
 	struct weft__monitor *m = &rt->monitor;
 	struct weft__worker *wk = &rt->workers[i];
+	/* Its timers first: what is due now is fired here, before the spare
+	   is awake to look at the wheel itself. */
+	rescue_timers(wk);
+	take_lifo(rt, wk);
 	if (!w->handed) {
 		w->handed = true;
 		atomic_fetch_add_explicit(&wk->handoffs, 1, memory_order_relaxed);
 		if (i < rt->nworkers && m->handed_off++ == 0)
 			want_spare(rt, true);
 	}
-	rescue_timers(wk);
-	take_lifo(rt, wk);
 }
 
 /* The worker switched: it runs its own work again. */

@@ -404,6 +404,26 @@ static inline void reopen_lifo(struct weft__worker *w)
 		                                        memory_order_acquire, memory_order_relaxed);
 }
 
+/* Fires the timers of other workers that are WEFT__TIMERS_STEAL_MS late:
+   their owner is not getting to them -- descheduled by the kernel (more
+   busy threads than cores), or in a long task -- so this worker runs the
+   tasks they wake. Go's findrunnable runs other Ps' timers the same way.
+   A few loads of lines the owners write rarely; the wheel's lock only for
+   a wheel that is late. */
+static void steal_timers(struct weft__thread *th, uint64_t now)
+{
+	struct weft_runtime *rt = th->rt;
+	for (unsigned i = 0; i < rt->nthreads; i++) {
+		struct weft__timers *tm = &rt->workers[i].timers;
+		if (i == th->index || weft__timers_behind(tm, now) < WEFT__TIMERS_STEAL_MS)
+			continue;
+		unsigned n = weft__timers_fire(tm, now, UINT_MAX);
+		struct weft__worker *w = th->worker;
+		atomic_store_explicit(&w->timers_stolen, w->timers_stolen + n,
+		                      memory_order_relaxed);
+	}
+}
+
 struct weft_task *weft__next_runnable(struct weft__thread *th)
 {
 	struct weft_runtime *rt = th->rt;
@@ -418,7 +438,9 @@ struct weft_task *weft__next_runnable(struct weft__thread *th)
 		reopen_lifo(w);
 		if (weft__worker_shed(w))
 			shed_queue(rt, w);
-		weft__stack_depot_trim(&rt->stacks, weft_now_ns());
+		uint64_t now = weft_now_ns();
+		weft__stack_depot_trim(&rt->stacks, now);
+		steal_timers(th, now);
 		poll_io(th);
 		offer_cpu(th);
 		if ((t = inbox_pop(th)) || (t = take_injected(rt, w, true)))
@@ -503,6 +525,7 @@ static struct weft_task *search(struct weft__thread *th)
 		if (poll_io(th) && (t = weft__next_runnable(th)))
 			return t;
 		uint64_t now = weft__mono_ns();
+		steal_timers(th, now);
 		if (weft__timers_due(&th->worker->timers, now)) {
 			weft__timers_fire(&th->worker->timers, now, UINT_MAX);
 			if ((t = weft__next_runnable(th)))

@@ -61,6 +61,7 @@ struct weft_task;
 #define WEFT__TIMERS_PER_TICK 4  /* due timers a busy worker fires between two tasks */
 #define WEFT__TIMERS_BEHIND_MS 1 /* ...unless the earliest is later than this: then all */
 #define WEFT__SPARE_POLL_MS 1    /* how often a wanted spare with nothing to do looks again */
+#define WEFT__TIMERS_STEAL_MS 2  /* another worker fires a wheel's timers this late */
 
 struct weft__worker {
 	struct weft__lqueue lq;         /* stealable */
@@ -84,6 +85,7 @@ struct weft__worker {
 	_Atomic uint64_t lifo_hits, unparks, busy_ns;
 	_Atomic uint64_t timers_rescued; /* its due timers the monitor fired while it was stuck */
 	_Atomic uint64_t handoffs;       /* times it was found stuck and its work handed away */
+	_Atomic uint64_t timers_stolen;  /* other workers' late timers it fired */
 	uint64_t active_since_ns;        /* when it last woke (busy_ns accrues at sleep) */
 };
 

@@ -81,6 +81,7 @@ typedef struct weft_worker_metrics {
 	uint64_t timers_armed, timers_fired;
 	uint64_t timers_rescued; /* of its timers, fired by the monitor while it was stuck */
 	uint64_t handoffs;       /* times it was found stuck and its work handed away */
+	uint64_t timers_stolen;  /* other workers' timers it fired 2 ms late (owner busy) */
 } weft_worker_metrics;
 
 typedef struct weft_metrics {
