@@ -130,7 +130,10 @@ static void describe_wait(char *buf, size_t cap, unsigned kind, const void *obj,
 	}
 }
 
-static void print_task(struct dump *d, struct weft_task *t, const char *state, const char *waits)
+/* runs counts the runs that ended (a switch away); a running task is in
+   one more. */
+static void print_task(struct dump *d, struct weft_task *t, const char *state, const char *waits,
+                       bool running)
 {
 	const char *name = __atomic_load_n(&t->name, __ATOMIC_RELAXED);
 	const char *file = __atomic_load_n(&t->file, __ATOMIC_RELAXED);
@@ -140,7 +143,7 @@ static void print_task(struct dump *d, struct weft_task *t, const char *state, c
 	        " ms run\n",
 	        __atomic_load_n(&t->id, __ATOMIC_RELAXED), name ? name : "", file ? file : "?",
 	        __atomic_load_n(&t->line, __ATOMIC_RELAXED), state, *waits ? ", waiting on " : "",
-	        waits, (uint64_t)__atomic_load_n(&t->runs, __ATOMIC_RELAXED),
+	        waits, (uint64_t)__atomic_load_n(&t->runs, __ATOMIC_RELAXED) + running,
 	        (uint64_t)__atomic_load_n(&t->run_periods, __ATOMIC_RELAXED) * d->period_ms);
 	d->listed++;
 }
@@ -175,7 +178,7 @@ static void dump_registered(struct weft_task *t, void *arg)
 		}
 		snprintf(state, sizeof state, "parked");
 	}
-	print_task(d, t, state, waits);
+	print_task(d, t, state, waits, w >= 0);
 }
 
 static void dump_sleeper(struct weft_task *t, uint64_t due_ns, void *arg)
@@ -185,7 +188,7 @@ static void dump_sleeper(struct weft_task *t, uint64_t due_ns, void *arg)
 	uint64_t now = weft__mono_ns();
 	snprintf(waits, sizeof waits, "a sleep, due in %" PRIu64 " ms",
 	         due_ns > now ? (due_ns - now) / 1000000 : 0);
-	print_task(d, t, "parked", waits);
+	print_task(d, t, "parked", waits, false);
 }
 
 /* The task lines into d. */

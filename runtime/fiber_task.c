@@ -49,10 +49,13 @@ static void misuse_abort(struct weft_task *t, const char *what)
 	abort();
 }
 
-/* The task stops running: if the monitor sampled this worker while it
-   ran, the period is charged to it (task.h). */
+/* The task stops running: one run more, and if the monitor sampled this
+   worker while it ran, the period is charged to it (task.h). Counted here
+   rather than at every resume: a task that runs to completion in one go
+   -- most -- pays nothing, and the dump adds the run in progress. */
 static void account_run(struct weft__thread *th, struct weft_task *t)
 {
+	__atomic_store_n(&t->runs, t->runs + 1, __ATOMIC_RELAXED);
 	if (atomic_load_explicit(&th->sampled, memory_order_relaxed)) {
 		atomic_store_explicit(&th->sampled, 0, memory_order_relaxed);
 		__atomic_store_n(&t->run_periods, t->run_periods + 1, __ATOMIC_RELAXED);
@@ -64,7 +67,6 @@ static void begin_running(struct weft__tls *tls, struct weft__thread *th, struct
 {
 	tls->task = t;
 	atomic_store_explicit(&th->running, t, memory_order_release); /* the monitor reads t */
-	__atomic_store_n(&t->runs, t->runs + 1, __ATOMIC_RELAXED);
 	t->budget = WEFT__BUDGET;
 }
 

@@ -92,7 +92,7 @@ struct weft_task {
 	uint32_t stack_size;
 	int32_t budget;
 	uint32_t wait; /* enum weft__wait_kind | arg << 8, of its last wait */
-	uint32_t runs;
+	uint32_t runs; /* runs that ended (switches away) */
 	uint16_t pin_depth;
 	uint16_t shield_depth;
 	bool cancelled_at_return; /* CANCELLED as fn returned: join's answer */
