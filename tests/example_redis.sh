@@ -60,6 +60,7 @@ expect OK mset a 1 b 2 c 3
 expect "$(printf '1\n2\n\n3')" mget a b zz c
 got=$(cli keys '[ab]' | sort | tr '\n' ' ')
 [ "$got" = "a b " ] || fail "keys [ab]: '$got'"
+expect "" keys 'nomatch*'
 got=$(cli keys '*' | sort | tr '\n' ' ')
 [ "$got" = "a b c n " ] || fail "keys *: '$got'"
 expect 4 dbsize

@@ -299,7 +299,7 @@ void resp_out_free(struct resp_out *o)
 
 void resp_add_raw(struct resp_out *o, const void *p, size_t len)
 {
-	if (!reserve(o, len))
+	if (len == 0 || !reserve(o, len)) /* (p may be NULL then: an empty buffer's data) */
 		return;
 	memcpy(o->data + o->len, p, len);
 	o->len += len;
