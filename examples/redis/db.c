@@ -184,12 +184,16 @@ static void unlink_entry(struct shard *s, struct entry **slot)
 	free_entry(e);
 }
 
-/* The live entry for the key (an expired one is deleted on the way). */
+/* The live entry for the key (an expired one is deleted on the way): the
+   link that points to it, or the chain's terminating NULL link. */
 static struct entry **lookup(struct shard *s, uint64_t h, const struct resp_arg *key)
 {
 	struct entry **slot = slot_of(s, h, key->p, key->len);
-	if (*slot && (*slot)->expire_at && (*slot)->expire_at <= db_now_ms())
+	if (*slot && (*slot)->expire_at && (*slot)->expire_at <= db_now_ms()) {
 		unlink_entry(s, slot);
+		/* *slot is now the next key in the chain, not this one. */
+		slot = slot_of(s, h, key->p, key->len);
+	}
 	return slot;
 }
 
