@@ -586,6 +586,26 @@ static void sleep_until_woken(struct weft__thread *th)
 }
 
 /* The sleep itself, once announced. */
+/* How long until the wheel of another worker that is awake -- running a
+   task, so possibly stuck in it or off its core -- is WEFT__TIMERS_STEAL_MS
+   late (0: one is), so that a sleeping worker wakes to fire it. A worker
+   that sleeps wakes for its own timers. */
+static uint64_t others_late_in_ns(struct weft__thread *th, uint64_t now)
+{
+	struct weft_runtime *rt = th->rt;
+	uint64_t soonest = WEFT__NO_DEADLINE;
+	for (unsigned i = 0; i < rt->nthreads; i++) {
+		if (i == th->index ||
+		    atomic_load_explicit(&rt->threads[i].parked, memory_order_relaxed))
+			continue;
+		uint64_t in =
+		        weft__timers_late_in_ns(&rt->workers[i].timers, now, WEFT__TIMERS_STEAL_MS);
+		if (in < soonest)
+			soonest = in;
+	}
+	return soonest;
+}
+
 static void sleep_until_event(struct weft__thread *th, struct weft__timers *timers)
 {
 	struct weft_runtime *rt = th->rt;
@@ -597,7 +617,20 @@ static void sleep_until_event(struct weft__thread *th, struct weft__timers *time
 			wait_ns = WEFT__STACK_TRIM_NS; /* wake to give idle stacks back */
 		if (wait_ns == 0 && weft__idle_take_sleeper(&rt->idle, th->index))
 			return; /* a timer is due: back to the loop, which fires it */
+		/* Another worker late with its timers (stuck, or off its core):
+		   fire them here and go and run what they woke. As Go's idle Ms
+		   sleep until the earliest timer of any P. */
+		uint64_t steal_ns = others_late_in_ns(th, now);
+		if (steal_ns == 0) {
+			steal_timers(th, now);
+			if (weft__idle_take_sleeper(&rt->idle, th->index))
+				return;
+		} else if (steal_ns < wait_ns) {
+			wait_ns = steal_ns;
+		}
+		atomic_store_explicit(&th->parked, true, memory_order_relaxed);
 		bool events = weft__parker_park_timeout(&th->parker, wait_ns);
+		atomic_store_explicit(&th->parked, false, memory_order_relaxed);
 		bool searching;
 		if (weft__idle_from_sleeping(&rt->idle, th->index, &searching)) {
 			th->searching = searching;
@@ -628,7 +661,9 @@ static void spare_sleep(struct weft__thread *th)
 	    atomic_load_explicit(&rt->stopping, memory_order_acquire))
 		return;
 	count_sleep(w);
+	atomic_store_explicit(&th->parked, true, memory_order_relaxed);
 	weft__parker_park_timeout(&th->parker, wait_ns);
+	atomic_store_explicit(&th->parked, false, memory_order_relaxed);
 	count_wake(w);
 }
 

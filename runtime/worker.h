@@ -153,6 +153,7 @@ struct weft__thread {
 	void *altstack;
 	struct weft_task *_Atomic running; /* shutdown's stragglers, the monitor */
 	_Atomic uint32_t sampled;          /* the monitor saw a task running here */
+	_Atomic bool parked;               /* asleep: it wakes for its own timers itself */
 	pid_t tid;                         /* the OS thread's id (the monitor's /proc look) */
 	_Atomic int bt_n;                  /* the monitor's backtrace request: -1 asked */
 	void *bt[WEFT_STALL_MAX_FRAMES];

@@ -358,6 +358,39 @@ Test(monitor, a_busy_worker_fires_the_timers_another_worker_is_late_with)
 	weft_runtime_free(rt);
 }
 
+/* The same with the other worker asleep: a worker going to sleep while
+   another is awake with timers armed sleeps only until those are 2 ms
+   late, then fires them and runs what they woke. (A timer armed after it
+   fell asleep is the monitor's to rescue, at handoff_ms: arming does not
+   wake sleepers.) */
+static void *nothing(void *arg)
+{
+	return arg;
+}
+
+Test(monitor, a_sleeping_worker_wakes_for_the_timers_another_worker_is_late_with)
+{
+	weft_config cfg;
+	weft_config_init(&cfg);
+	cfg.workers = 2;
+	cfg.stall_threshold_ms = 60000;
+	cfg.handoff_ms = WEFT_DISABLED; /* no rescue, no spare */
+	weft_runtime *rt = weft_runtime_new(&cfg);
+	struct rescue r = {0};
+	weft_spawn_opts opts = {.name = "pinned-hog", .pinned = true};
+	weft_task *h = weft_spawn_ex(rt, pinned_hog, &r, &opts);
+	while (!atomic_load(&r.armed))
+		test_sleep_ms(1);
+	test_sleep_ms(1);
+	/* Wakes the other worker, which runs this and sleeps again, now with
+	   the hog's worker's timer in view. */
+	cr_assert_eq(weft_join(weft_spawn_on(rt, nothing, NULL), NULL), 0);
+	void *escaped;
+	cr_assert_eq(weft_join(h, &escaped), 0);
+	cr_assert_null(escaped, "nobody fired the sleeper's timer while its worker was stuck");
+	weft_runtime_free(rt);
+}
+
 /* Hand-off with one worker: a hog that never switches keeps its worker;
    the tasks queued behind it -- in its LIFO slot (the last one it
    spawned), its local queue (the ones that slot displaced) and the

@@ -126,6 +126,18 @@ static inline uint64_t weft__timers_behind(struct weft__timers *tm, uint64_t now
 	return next != WEFT__WHEEL_NEVER && tick > next ? tick - next : 0;
 }
 
+/* Nanoseconds from now_ns until tm's earliest timer is late_ms whole
+   ticks late (0: it is), or WEFT__NO_DEADLINE with none armed. */
+static inline uint64_t weft__timers_late_in_ns(struct weft__timers *tm, uint64_t now_ns,
+                                               uint64_t late_ms)
+{
+	uint64_t next = atomic_load_explicit(&tm->next, memory_order_relaxed);
+	if (next == WEFT__WHEEL_NEVER)
+		return WEFT__NO_DEADLINE;
+	uint64_t at = tm->base_ns + (next + late_ms) * 1000000ull;
+	return at <= now_ns ? 0 : at - now_ns;
+}
+
 static inline bool weft__timers_armed(struct weft__timers *tm)
 {
 	return atomic_load_explicit(&tm->next, memory_order_relaxed) != WEFT__WHEEL_NEVER;
