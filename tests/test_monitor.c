@@ -336,19 +336,28 @@ static void *busy_yielder(void *arg)
 	return NULL;
 }
 
-Test(monitor, a_busy_worker_fires_the_timers_another_worker_is_late_with)
+/* 2 workers, no rescue and no spare (handoff_ms off), and a pinned hog
+   holding one of them with r's sleeper armed in its wheel. */
+static weft_runtime *hog_without_rescue(struct rescue *r, weft_task **hog)
 {
 	weft_config cfg;
 	weft_config_init(&cfg);
 	cfg.workers = 2;
 	cfg.stall_threshold_ms = 60000;
-	cfg.handoff_ms = WEFT_DISABLED; /* no rescue, no spare */
+	cfg.handoff_ms = WEFT_DISABLED;
 	weft_runtime *rt = weft_runtime_new(&cfg);
-	struct steal st = {0};
 	weft_spawn_opts opts = {.name = "pinned-hog", .pinned = true};
-	weft_task *h = weft_spawn_ex(rt, pinned_hog, &st.r, &opts);
-	while (!atomic_load(&st.r.armed))
+	*hog = weft_spawn_ex(rt, pinned_hog, r, &opts);
+	while (!atomic_load(&r->armed))
 		test_sleep_ms(1);
+	return rt;
+}
+
+Test(monitor, a_busy_worker_fires_the_timers_another_worker_is_late_with)
+{
+	struct steal st = {0};
+	weft_task *h;
+	weft_runtime *rt = hog_without_rescue(&st.r, &h);
 	weft_task *y = weft_spawn_on(rt, busy_yielder, &st); /* runs on the other worker */
 	void *escaped;
 	cr_assert_eq(weft_join(h, &escaped), 0);
@@ -370,17 +379,9 @@ static void *nothing(void *arg)
 
 Test(monitor, a_sleeping_worker_wakes_for_the_timers_another_worker_is_late_with)
 {
-	weft_config cfg;
-	weft_config_init(&cfg);
-	cfg.workers = 2;
-	cfg.stall_threshold_ms = 60000;
-	cfg.handoff_ms = WEFT_DISABLED; /* no rescue, no spare */
-	weft_runtime *rt = weft_runtime_new(&cfg);
 	struct rescue r = {0};
-	weft_spawn_opts opts = {.name = "pinned-hog", .pinned = true};
-	weft_task *h = weft_spawn_ex(rt, pinned_hog, &r, &opts);
-	while (!atomic_load(&r.armed))
-		test_sleep_ms(1);
+	weft_task *h;
+	weft_runtime *rt = hog_without_rescue(&r, &h);
 	test_sleep_ms(1);
 	/* Wakes the other worker, which runs this and sleeps again, now with
 	   the hog's worker's timer in view. */
