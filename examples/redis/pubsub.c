@@ -183,7 +183,7 @@ static bool append_sub(struct channel *ch, struct sub_client *c)
 	return true;
 }
 
-static void remove_sub(struct pubsub *ps, struct channel **slot, struct sub_client *c)
+static void remove_sub(struct channel **slot, struct sub_client *c)
 {
 	struct channel *ch = *slot;
 	for (size_t i = 0; i < ch->nsubs; i++)
@@ -196,7 +196,6 @@ static void remove_sub(struct pubsub *ps, struct channel **slot, struct sub_clie
 		free(ch->subs);
 		free(ch);
 	}
-	(void)ps;
 }
 
 /* The client's own list of names (channels or patterns). */
@@ -256,7 +255,7 @@ static bool subscribe_channel(struct pubsub *ps, struct sub_client *c, const str
 	}
 	if (!append_sub(*slot, c) ||
 	    !add_name(&c->channels, &c->nchannels, &c->cap_channels, name)) {
-		remove_sub(ps, slot, c);
+		remove_sub(slot, c);
 		return false;
 	}
 	return true;
@@ -303,7 +302,7 @@ static void unlink_channel(struct pubsub *ps, struct sub_client *c, const struct
 {
 	struct channel **slot = find_channel(ps, name);
 	if (*slot)
-		remove_sub(ps, slot, c);
+		remove_sub(slot, c);
 }
 
 static void unlink_pattern(struct pubsub *ps, struct sub_client *c, const struct resp_arg *name)

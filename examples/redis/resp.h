@@ -9,8 +9,9 @@
  * closed, as Redis does). The arguments point into the buffer: they are
  * valid until the buffer changes.
  *
- * Limits are Redis's: at most 1,048,576 arguments, a bulk string of at most
- * 512 MB, an inline request or a count line of at most 64 KiB.
+ * Limits are Redis 7's: a count of at most INT_MAX arguments (taken as they
+ * arrive, not allocated up front), a bulk string of at most 512 MB, an
+ * inline request or a count line of at most 64 KiB.
  */
 #ifndef WEFT_REDIS_RESP_H
 #define WEFT_REDIS_RESP_H
@@ -18,7 +19,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RESP_MAX_ARGS (1024 * 1024)
 #define RESP_MAX_BULK (512ll * 1024 * 1024)
 #define RESP_MAX_INLINE (64 * 1024)
 
