@@ -24,10 +24,17 @@
 
 #include "sanitize.h"
 
+/* Orders of the handshake's flag accesses on either side: ORDER for the
+   fast side's; RELEASE for a fast-side store whose value the slow side
+   acts on, ACQUIRE for the slow side's load of it after the heavy fence. */
 #ifdef WEFT__TSAN
 #define WEFT__ASYM_ORDER memory_order_seq_cst
+#define WEFT__ASYM_RELEASE memory_order_seq_cst
+#define WEFT__ASYM_ACQUIRE memory_order_seq_cst
 #else
 #define WEFT__ASYM_ORDER memory_order_relaxed
+#define WEFT__ASYM_RELEASE memory_order_release
+#define WEFT__ASYM_ACQUIRE memory_order_acquire
 #endif
 
 /* Fast side: orders the caller's flag store before its next load (for the

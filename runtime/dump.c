@@ -151,7 +151,7 @@ static void print_task(struct dump *d, struct weft_task *t, const char *state, c
 static int running_on(struct weft_runtime *rt, struct weft_task *t)
 {
 	for (unsigned i = 0; i < rt->nthreads; i++)
-		if (atomic_load_explicit(&rt->threads[i].running, memory_order_acquire) == t)
+		if (weft__running(&rt->threads[i]) == t)
 			return (int)i;
 	return -1;
 }

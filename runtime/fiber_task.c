@@ -63,10 +63,9 @@ static void account_run(struct weft__thread *th, struct weft_task *t)
 }
 
 /* The task now runs on this thread: the bookkeeping every resume does. */
-static void begin_running(struct weft__tls *tls, struct weft__thread *th, struct weft_task *t)
+static void begin_running(struct weft__tls *tls, struct weft_task *t)
 {
-	tls->task = t;
-	atomic_store_explicit(&th->running, t, memory_order_release); /* the monitor reads t */
+	weft__set_running(tls, t); /* the monitor reads t */
 	t->budget = WEFT__BUDGET;
 }
 
@@ -169,7 +168,7 @@ void weft__task_switch_out(enum weft__switch_reason why)
 	tls = weft__tls();
 	th = tls->thread;
 	weft__finish_pending(th);
-	begin_running(tls, th, t);
+	begin_running(tls, t);
 	*weft__errno() = saved_errno;
 }
 
@@ -182,7 +181,7 @@ static void run_function(struct weft_task *t)
 	if (t->pin_depth && !t->pinned_to)
 		t->pinned_to = th; /* spawned pinned: bound where it first runs */
 	*weft__errno() = 0;
-	begin_running(tls, th, t);
+	begin_running(tls, t);
 	t->result = t->fn(t->arg);
 	t->cancelled_at_return = weft__cancel_requested(t);
 	if (t->shield_depth)
@@ -213,8 +212,7 @@ static void fiber_main(void *arg)
 		struct weft__stack *s = t->stack;
 		struct weft__fiber self = t->fiber;
 		t->stack = NULL;
-		tls->task = NULL;
-		atomic_store_explicit(&th->running, NULL, memory_order_relaxed);
+		weft__set_running(tls, NULL);
 		complete(th, t); /* t may be freed from here on */
 
 		struct weft_task *next = weft__next_runnable(th);

@@ -231,7 +231,7 @@ static bool admit(struct weft__monitor *m, uint64_t now)
 
 static bool still_stuck(struct weft__thread *th, const struct weft__watch *w)
 {
-	return atomic_load_explicit(&th->running, memory_order_acquire) == w->task &&
+	return weft__running(th) == w->task &&
 	       atomic_load_explicit(&th->worker->tick, memory_order_relaxed) == w->tick;
 }
 
@@ -286,30 +286,13 @@ static void rescue_timers(struct weft__worker *w)
 }
 
 /* Takes the task in a worker's LIFO slot to the injector: the slow side of
-   the handshake in worker.h. The slot stays frozen (the owner's wakes go
+   the handshake in lifo.h. The slot stays frozen (the owner's wakes go
    to its stealable queue, or a shed spare's to the injector) until the
    owner, back in its scheduler, reopens it. */
 static void take_lifo(struct weft_runtime *rt, struct weft__worker *w)
 {
-	uint32_t open = WEFT__LIFO_OPEN;
-	if (!atomic_compare_exchange_strong_explicit(&w->lifo_frozen, &open, WEFT__LIFO_TAKING,
-	                                             memory_order_seq_cst, memory_order_relaxed))
-		return;
-	if (!weft__asym_heavy_fence()) {
-		/* No barrier to be had: the slot was not touched, let it be. */
-		atomic_store_explicit(&w->lifo_frozen, WEFT__LIFO_OPEN, memory_order_release);
-		return;
-	}
-	/* The owner is inside its few instructions of slot use (or was
-	   preempted there): wait it out. */
-	while (atomic_load_explicit(&w->lifo_busy, memory_order_seq_cst)) {
-		struct timespec pause = {0, 10000};
-		nanosleep(&pause, NULL);
-	}
-	struct weft_task *t = atomic_load_explicit(&w->lifo, memory_order_relaxed);
-	atomic_store_explicit(&w->lifo, NULL, memory_order_relaxed);
-	atomic_store_explicit(&w->lifo_frozen, WEFT__LIFO_TAKEN, memory_order_release);
-	if (t) {
+	struct weft_task *t;
+	if (weft__lifo_steal(&w->lifo, &t) && t) {
 		weft__inject_push(&rt->inject, t);
 		weft__notify_one(rt);
 	}
@@ -365,7 +348,7 @@ static void check_worker(struct weft_runtime *rt, unsigned i, uint64_t now)
 	struct weft__monitor *m = &rt->monitor;
 	struct weft__thread *th = &rt->threads[i];
 	struct weft__watch *w = &m->watch[i];
-	struct weft_task *t = atomic_load_explicit(&th->running, memory_order_acquire);
+	struct weft_task *t = weft__running(th);
 	uint32_t tick = atomic_load_explicit(&th->worker->tick, memory_order_relaxed);
 	if (t)
 		atomic_store_explicit(&th->sampled, 1, memory_order_relaxed); /* a run period */

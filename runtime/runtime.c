@@ -269,10 +269,9 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
 	for (unsigned i = 0; i < rt->nthreads; i++) {
 		struct weft__worker *w = &rt->workers[i];
 		memset(w, 0, sizeof *w);
-		if (i >= c.workers) { /* the spare, until the monitor wants it */
+		weft__lifo_init(&w->lifo, i >= c.workers);
+		if (i >= c.workers) /* the spare, until the monitor wants it */
 			atomic_init(&w->shed, true);
-			atomic_init(&w->lifo_frozen, WEFT__LIFO_TAKEN);
-		}
 		weft__lq_init(&w->lq);
 		w->index = i;
 		w->rng = 0x9E3779B97F4A7C15ull * (i + 1);

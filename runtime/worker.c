@@ -192,23 +192,43 @@ static void shed(struct weft_runtime *rt, struct weft_task *t)
 	weft__notify_one(rt);
 }
 
+/* A task that leaves a frozen slot: to the stealable queue, or a shed
+   spare's to the injector. (Also prev of a put into a slot the monitor
+   let be after all: then the worker is not shed, and this is the fast
+   path's queueing.) */
+static void leave_frozen_slot(struct weft__thread *th, struct weft_task *t)
+{
+	if (weft__worker_shed(th->worker)) {
+		shed(th->rt, t);
+		return;
+	}
+	push_back(th->rt, th->worker, t);
+	notify(th->rt, false);
+}
+
+/* A wake found the slot frozen (lifo.h): what must leave it, leaves. */
+static __attribute__((noinline)) void lifo_put_frozen(struct weft__thread *th,
+                                                      struct weft_task *prev)
+{
+	struct weft_task *out[2];
+	unsigned n = weft__lifo_put_frozen(&th->worker->lifo, prev, out);
+	for (unsigned i = 0; i < n; i++)
+		leave_frozen_slot(th, out[i]);
+}
+
 static inline void schedule_local(struct weft__thread *th, struct weft_task *t,
                                   enum weft__sched_how how)
 {
 	struct weft__worker *w = th->worker;
 	if (how == WEFT__SCHED_WAKE) {
-		if (__builtin_expect(weft__lifo_enter(w), 1)) {
-			struct weft_task *prev =
-			        atomic_load_explicit(&w->lifo, memory_order_relaxed);
-			atomic_store_explicit(&w->lifo, t, memory_order_relaxed);
-			weft__lifo_leave(w);
-			if (!prev)
-				return; /* nobody else takes from the slot: nobody to wake */
-			t = prev;
-		} else if (weft__worker_shed(w)) {
-			shed(th->rt, t);
+		struct weft_task *prev;
+		if (__builtin_expect(!weft__lifo_put(&w->lifo, t, &prev), 0)) {
+			lifo_put_frozen(th, prev);
 			return;
-		} /* else frozen by the monitor: to the stealable queue */
+		}
+		if (!prev)
+			return; /* nobody else takes from the slot: nobody to wake */
+		t = prev;
 	}
 	/* A yield on a shed spare lands here too: its queue goes to the
 	   injector every global_queue_interval (shed_queue), which keeps the
@@ -364,24 +384,6 @@ void weft__before_yield(struct weft__thread *th)
 	take_injected(th->rt, th->worker, false);
 }
 
-/* The task in this worker's LIFO slot, taken out; NULL if none. The
-   unguarded look first: only this thread ever fills the slot, so an empty
-   one stays empty without the handshake; and a full one is still full once
-   entered (the monitor takes only from a slot it froze, and a frozen slot
-   is not entered). */
-static inline struct weft_task *take_lifo(struct weft__worker *w)
-{
-	struct weft_task *t = atomic_load_explicit(&w->lifo, memory_order_relaxed);
-	if (!t)
-		return NULL;
-	if (__builtin_expect(weft__lifo_enter(w), 1)) {
-		atomic_store_explicit(&w->lifo, NULL, memory_order_relaxed);
-		weft__lifo_leave(w);
-		return t;
-	}
-	return NULL; /* the monitor's */
-}
-
 /* A shed spare's queue, for the regular workers. */
 static void shed_queue(struct weft_runtime *rt, struct weft__worker *w)
 {
@@ -390,18 +392,24 @@ static void shed_queue(struct weft_runtime *rt, struct weft__worker *w)
 		shed(rt, t);
 }
 
-/* Back in its scheduler, a worker whose slot the monitor took is no
-   longer stuck: the slot is its own again (a shed spare's stays frozen).
-   Not urgent (wakes go to the local queue meanwhile), so looked at every
-   global_queue_interval. */
-static inline void reopen_lifo(struct weft__worker *w)
+/* Every global_queue_interval (not urgent: a frozen slot only sends wakes
+   to the queue), the slot follows what the worker is. Back in its
+   scheduler, a worker whose slot the monitor took is not stuck any more:
+   the slot is its own again. A shed spare's is frozen -- the monitor froze
+   it when it told the spare to shed, unless the spare reopened it just
+   then -- and its queue goes to the injector. */
+static __attribute__((noinline)) void follow_shed(struct weft_runtime *rt, struct weft__worker *w)
 {
-	uint32_t taken = WEFT__LIFO_TAKEN;
-	if (__builtin_expect(atomic_load_explicit(&w->lifo_frozen, memory_order_relaxed) == taken,
-	                     0) &&
-	    !weft__worker_shed(w))
-		atomic_compare_exchange_strong_explicit(&w->lifo_frozen, &taken, WEFT__LIFO_OPEN,
-		                                        memory_order_acquire, memory_order_relaxed);
+	uint32_t s = weft__lifo_state(&w->lifo);
+	bool shed_ = weft__worker_shed(w);
+	if (__builtin_expect(s == WEFT__LIFO_TAKEN, 0) && !shed_) {
+		weft__lifo_reopen(&w->lifo);
+	} else if (__builtin_expect(shed_, 0)) {
+		struct weft_task *t;
+		if (s == WEFT__LIFO_OPEN && weft__lifo_freeze(&w->lifo, &t) && t)
+			shed(rt, t);
+		shed_queue(rt, w);
+	}
 }
 
 /* Fires the timers of other workers that are WEFT__TIMERS_STEAL_MS late:
@@ -435,9 +443,7 @@ struct weft_task *weft__next_runnable(struct weft__thread *th)
 	poll_timers(w);
 	if (--w->gq_countdown == 0) {
 		w->gq_countdown = rt->cfg.global_queue_interval;
-		reopen_lifo(w);
-		if (weft__worker_shed(w))
-			shed_queue(rt, w);
+		follow_shed(rt, w);
 		uint64_t now = weft_now_ns();
 		weft__stack_depot_trim(&rt->stacks, now);
 		steal_timers(th, now);
@@ -446,7 +452,7 @@ struct weft_task *weft__next_runnable(struct weft__thread *th)
 		if ((t = inbox_pop(th)) || (t = take_injected(rt, w, true)))
 			return t;
 	}
-	if ((t = take_lifo(w))) {
+	if ((t = weft__lifo_take(&w->lifo))) {
 		if (w->lifo_runs < WEFT__LIFO_MAX_RUNS) {
 			w->lifo_runs++;
 			atomic_store_explicit(
@@ -689,8 +695,7 @@ static void run_loop(struct weft__thread *th)
 	for (;;) {
 		/* Back from a task: finish what it left (fiber_task.c). */
 		weft__finish_pending(th);
-		tls->task = NULL;
-		atomic_store_explicit(&th->running, NULL, memory_order_relaxed);
+		weft__set_running(tls, NULL);
 		struct weft_task *t = weft__next_runnable(th);
 		if (!t)
 			t = search(th);
@@ -716,6 +721,25 @@ static void run_loop(struct weft__thread *th)
 	}
 }
 
+struct weft_task *weft__running(struct weft__thread *th)
+{
+	struct weft_runtime *rt = th->rt;
+	atomic_fetch_add_explicit(&rt->tls_readers, 1, memory_order_seq_cst);
+	struct weft__tls *tls = atomic_load_explicit(&th->tls, memory_order_seq_cst);
+	struct weft_task *t = tls ? __atomic_load_n(&tls->task, __ATOMIC_ACQUIRE) : NULL;
+	atomic_fetch_sub_explicit(&rt->tls_readers, 1, memory_order_release);
+	return t;
+}
+
+/* The thread is leaving: its thread-local memory is about to go. A reader
+   either sees the pointer gone, or is seen reading and waited for. */
+static void forget_tls(struct weft__thread *th)
+{
+	atomic_store_explicit(&th->tls, NULL, memory_order_seq_cst);
+	while (atomic_load_explicit(&th->rt->tls_readers, memory_order_seq_cst))
+		sched_yield();
+}
+
 void *weft__worker_main(void *arg)
 {
 	struct weft__thread *th = arg;
@@ -726,7 +750,8 @@ void *weft__worker_main(void *arg)
 	if (weft__is_spare(th))
 		pthread_setname_np(pthread_self(), "weft-spare");
 	th->worker->active_since_ns = weft__mono_ns();
-	tls->task = NULL;
+	weft__set_running(tls, NULL);
+	atomic_store_explicit(&th->tls, tls, memory_order_release);
 	weft__fiber_init_thread(&th->sched);
 	th->altstack = weft__overflow_thread_init();
 	/* The ring is made here: only this thread may submit to it (it is
@@ -738,6 +763,7 @@ void *weft__worker_main(void *arg)
 	atomic_fetch_add_explicit(&th->rt->io_ready, 1, memory_order_release);
 	weft__futex_wake(&th->rt->io_ready, INT_MAX);
 	run_loop(th);
+	forget_tls(th);
 	weft__ring_quiesce(&th->ring); /* no multishot op outlives its ring */
 	weft__overflow_thread_fini(th->altstack);
 	th->altstack = NULL;

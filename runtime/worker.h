@@ -20,15 +20,8 @@
  * spare sheds: what it runs or wakes goes to the injector, it takes nothing
  * new, and it sleeps once its own queue is empty.
  *
- * The LIFO slot is not stealable (a steal would cost every wake a locked
- * instruction, the loss Tokio measured when it made its slot stealable).
- * The monitor takes it from a stuck worker with an asymmetric Dekker
- * handshake instead: the owner marks its slot busy around each use with a
- * plain store and load (weft__lifo_enter), the monitor freezes the slot,
- * then issues membarrier() -- a barrier on every thread of the process --
- * and waits for busy to clear. Either the owner's busy mark is then
- * visible, or the owner will see the freeze; the heavy barrier costs the
- * monitor microseconds once per stall, the owner nothing but two stores.
+ * The spare steals the stuck worker's queue; the task in its LIFO slot,
+ * which is not stealable, the monitor takes (lifo.h).
  */
 #ifndef WEFT_RUNTIME_WORKER_H
 #define WEFT_RUNTIME_WORKER_H
@@ -43,9 +36,11 @@
 
 #include "asym.h"
 #include "fiber.h"
+#include "lifo.h"
 #include "park.h"
 #include "queue.h"
 #include "stack.h"
+#include "tls.h"
 #include "../io/bufs.h"
 #include "../io/poller.h"
 #include "../io/ring.h"
@@ -64,13 +59,11 @@ struct weft_task;
 #define WEFT__TIMERS_STEAL_MS 2  /* another worker fires a wheel's timers this late */
 
 struct weft__worker {
-	struct weft__lqueue lq;         /* stealable */
-	struct weft_task *_Atomic lifo; /* runs next; taken only as described above */
+	struct weft__lqueue lq; /* stealable */
+	struct weft__lifo lifo; /* runs next; taken only by the monitor (lifo.h) */
 	unsigned lifo_runs;
-	_Atomic uint32_t lifo_busy;   /* the owner uses the slot now */
-	_Atomic uint32_t lifo_frozen; /* WEFT__LIFO_* below */
-	_Atomic bool shed;            /* the spare, not wanted: queue nothing here */
-	_Atomic uint32_t tick;        /* task switches: the monitor samples it */
+	_Atomic bool shed;     /* the spare, not wanted: queue nothing here */
+	_Atomic uint32_t tick; /* task switches: the monitor samples it */
 	unsigned index;
 	uint64_t rng;
 	struct weft__stack_pool stacks;
@@ -89,35 +82,9 @@ struct weft__worker {
 	uint64_t active_since_ns;        /* when it last woke (busy_ns accrues at sleep) */
 };
 
-/* lifo_frozen: the owner uses its slot (OPEN), the monitor is taking it
-   (TAKING: the owner must not touch it), or took it (TAKEN: still not
-   touched, until the owner, back in its scheduler, reopens it). A shed
-   spare's slot is kept TAKEN, so that the owner's fast path reads one flag
-   for both, and `shed` is read only once the slot turned out frozen. */
-enum { WEFT__LIFO_OPEN, WEFT__LIFO_TAKING, WEFT__LIFO_TAKEN };
-
 static inline bool weft__worker_shed(struct weft__worker *w)
 {
 	return atomic_load_explicit(&w->shed, memory_order_relaxed);
-}
-
-/* The owner's side of the LIFO handshake (the top of this file): true if
-   it may use the slot until weft__lifo_leave; false if the slot is frozen
-   (then it must not touch it). */
-static inline bool weft__lifo_enter(struct weft__worker *w)
-{
-	atomic_store_explicit(&w->lifo_busy, 1, WEFT__ASYM_ORDER);
-	weft__asym_light_fence();
-	if (__builtin_expect(
-	            atomic_load_explicit(&w->lifo_frozen, WEFT__ASYM_ORDER) == WEFT__LIFO_OPEN, 1))
-		return true;
-	atomic_store_explicit(&w->lifo_busy, 0, memory_order_release);
-	return false;
-}
-
-static inline void weft__lifo_leave(struct weft__worker *w)
-{
-	atomic_store_explicit(&w->lifo_busy, 0, memory_order_release);
 }
 
 /* PARK_TIMED: the task parks on a timer of this worker's wheel and nothing
@@ -151,11 +118,11 @@ struct weft__thread {
 	struct weft__poller poller; /* its epoll (epoll backend, or no ring) */
 	struct weft__bufs bufs;     /* lent receive buffers, made at first use */
 	void *altstack;
-	struct weft_task *_Atomic running; /* shutdown's stragglers, the monitor */
-	_Atomic uint32_t sampled;          /* the monitor saw a task running here */
-	_Atomic bool parked;               /* asleep: it wakes for its own timers itself */
-	pid_t tid;                         /* the OS thread's id (the monitor's /proc look) */
-	_Atomic int bt_n;                  /* the monitor's backtrace request: -1 asked */
+	struct weft__tls *_Atomic tls; /* its thread-local state (weft__running) */
+	_Atomic uint32_t sampled;      /* the monitor saw a task running here */
+	_Atomic bool parked;           /* asleep: it wakes for its own timers itself */
+	pid_t tid;                     /* the OS thread's id (the monitor's /proc look) */
+	_Atomic int bt_n;              /* the monitor's backtrace request: -1 asked */
 	void *bt[WEFT_STALL_MAX_FRAMES];
 
 	/* Tasks pinned to this thread that became runnable: never stolen. */
@@ -163,6 +130,18 @@ struct weft__thread {
 	pthread_mutex_t inbox_lock;
 	struct weft_task *inbox_head, *inbox_tail;
 };
+
+/* The task thread th runs now, or NULL, for another thread (the monitor,
+   the dump): its tls->task, which the thread stores with release at every
+   switch, so that a switch stores the running task once. The thread's
+   thread-local memory goes away when it exits: it waits for readers as it
+   leaves (worker.c). */
+struct weft_task *weft__running(struct weft__thread *th);
+
+static inline void weft__set_running(struct weft__tls *tls, struct weft_task *t)
+{
+	__atomic_store_n(&tls->task, t, __ATOMIC_RELEASE);
+}
 
 /* How a runnable task is queued. */
 enum weft__sched_how {
