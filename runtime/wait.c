@@ -205,6 +205,12 @@ int weft__wait_enter(void)
 	return 0;
 }
 
+bool weft__spin_may_pay(void)
+{
+	struct weft__thread *th = weft__tls()->thread;
+	return !th || th->rt->nworkers > 1;
+}
+
 int weft_yield(void)
 {
 	struct weft_task *t = weft__tls()->task;

@@ -55,6 +55,11 @@ int weft__wait_check(void);
    first when it is used up). */
 int weft__wait_enter(void);
 
+/* Whether spinning for something another task holds can pay: the caller is
+   a plain thread, or a task on a runtime with more than one worker. (On
+   one worker the holder cannot run while the caller spins.) */
+bool weft__spin_may_pay(void);
+
 /* Whether cancellation was requested for t: by weft_cancel, or by the
    shutdown of its runtime. */
 bool weft__cancel_requested(struct weft_task *t);

@@ -1,20 +1,27 @@
 /*
  * The mutex: a state word and a FIFO of parked waiters (waitq.h).
  *
- * State bits: LOCKED (someone owns it) and WAITERS (the queue is not
- * empty; set and cleared only under the queue's lock). Lock is a CAS
- * 0 -> LOCKED when uncontended; unlock a CAS LOCKED -> 0, which fails while
- * WAITERS is set and sends it down the slow path, under the queue's lock.
+ * State bits: LOCKED (someone owns it), WAITERS (the queue is not empty;
+ * set and cleared only under the queue's lock) and WOKEN (a waiter was
+ * woken to compete and has not yet tried). Lock is a CAS 0 -> LOCKED when
+ * uncontended; unlock a CAS LOCKED -> 0, which fails while another bit is
+ * set and sends it down the slow path, under the queue's lock.
  *
  * Contended, a locker first spins briefly (the owner is usually a task
- * running on another worker, a few instructions from unlocking), then
- * queues. Unlock, with waiters, does one of two things with the first:
- *   - it has waited less than WEFT_MUTEX_HANDOFF_NS: the lock is freed and
- *     the waiter woken (WOKEN) to compete for it with whoever runs; losing,
- *     it goes back to the head of the queue, keeping its first queueing
- *     time;
- *   - it has waited longer: the lock is handed to it (GRANTED) without
- *     ever being free, so nobody can barge ahead.
+ * running on another worker, a few instructions from unlocking; with one
+ * worker it cannot be, and nobody spins), then queues. Unlock, with
+ * waiters, does one of three things:
+ *   - the first has waited WEFT_MUTEX_HANDOFF_NS or more: the lock is
+ *     handed to it (GRANTED) without ever being free, so nobody can barge
+ *     ahead;
+ *   - a waiter is WOKEN already: the lock is only freed. As in Go's
+ *     sync.Mutex (mutexWoken), one woken waiter at a time competes: an
+ *     owner that unlocks and relocks in a loop would otherwise wake the
+ *     whole queue, one waiter per unlock, and every woken task that finds
+ *     the lock free would become such an owner in turn;
+ *   - else the first is woken (WOKEN) to compete for it with whoever runs;
+ *     losing, it goes back to the head of the queue, keeping its first
+ *     queueing time.
  * So a waiter waits at most about the bound plus one critical section per
  * waiter ahead of it.
  *
@@ -33,6 +40,7 @@
 
 #define LOCKED 1u
 #define WAITERS 2u
+#define WOKEN 4u
 #define SPIN_ROUNDS 8
 #define SPIN_PAUSES 30
 
@@ -100,8 +108,10 @@ static void leave(weft_mutex *m)
 	struct weft__waker k;
 	bool wake = false;
 	weft__wq_lock(&m->q);
-	if (!weft__wq_empty(&m->q) && !(__atomic_load_n(&m->state, __ATOMIC_RELAXED) & LOCKED)) {
+	if (!weft__wq_empty(&m->q) &&
+	    !(__atomic_load_n(&m->state, __ATOMIC_RELAXED) & (LOCKED | WOKEN))) {
 		k = weft__wq_release(&m->q, weft__wq_head(&m->q), WEFT__W_WOKEN);
+		__atomic_fetch_or(&m->state, WOKEN, __ATOMIC_RELAXED);
 		wake = true;
 	}
 	waiters_changed(m);
@@ -112,9 +122,12 @@ static void leave(weft_mutex *m)
 
 static int lock_slow(weft_mutex *m)
 {
+	/* Free after all (only a woken waiter yet to try was marked)? */
+	if (try_take(m))
+		return 0;
 	/* Looking at the word less often than every pause leaves its line
 	   with the owner, whose unlock and next lock then hit its cache. */
-	for (int i = 0; i < SPIN_ROUNDS; i++) {
+	for (int i = 0; i < SPIN_ROUNDS && weft__spin_may_pay(); i++) {
 		for (int p = 0; p < SPIN_PAUSES; p++)
 			weft__cpu_relax();
 		if (try_take(m))
@@ -139,7 +152,9 @@ static int lock_slow(weft_mutex *m)
 			leave(m);
 			return r;
 		}
-		/* Woken to compete. */
+		/* Woken to compete: from here no waiter is woken, whichever way
+		   it goes, and the next unlock may wake one. */
+		__atomic_fetch_and(&m->state, ~WOKEN, __ATOMIC_RELAXED);
 		if (try_take(m))
 			return 0;
 		int rc = weft__wait_check();
@@ -178,11 +193,16 @@ static void unlock_slow(weft_mutex *m)
 		k = weft__wq_release(&m->q, h, WEFT__W_GRANTED); /* stays LOCKED: theirs */
 		wake = true;
 		waiters_changed(m);
+	} else if (__atomic_load_n(&m->state, __ATOMIC_RELAXED) & WOKEN) {
+		__atomic_fetch_and(&m->state, ~LOCKED, __ATOMIC_RELEASE); /* it competes */
 	} else {
 		k = weft__wq_release(&m->q, h, WEFT__W_WOKEN);
 		wake = true;
-		unsigned clear = LOCKED | (weft__wq_empty(&m->q) ? WAITERS : 0);
-		__atomic_fetch_and(&m->state, ~clear, __ATOMIC_RELEASE);
+		/* Nobody else changes the word now: it is LOCKED (ours), the
+		   queue's lock is held, and no waiter is woken. */
+		unsigned s = __atomic_load_n(&m->state, __ATOMIC_RELAXED);
+		s = (s & ~(LOCKED | (weft__wq_empty(&m->q) ? WAITERS : 0))) | WOKEN;
+		__atomic_store_n(&m->state, s, __ATOMIC_RELEASE);
 	}
 	weft__wq_unlock(&m->q);
 	if (wake)

@@ -155,6 +155,67 @@ Test(sync, a_waiter_gets_the_lock_from_a_thread_that_relocks_at_once)
 	assert_no_leaks();
 }
 
+/* One woken waiter at a time (Go's mutexWoken): an owner that unlocks and
+   relocks at once wakes the first waiter, and then nobody else until that
+   one has tried. On one worker the owner never switches here, so whoever
+   it woke is still queued: the LIFO slot holds one, the local queue the
+   rest. */
+#define RELOCK_WAITERS 8
+
+struct relock {
+	weft_mutex m;
+	_Atomic int parked, got;
+	uint64_t queued_after; /* tasks in the local queue after the relocks */
+};
+
+static void *relock_waiter(void *arg)
+{
+	struct relock *r = arg;
+	atomic_fetch_add(&r->parked, 1);
+	if (weft_mutex_lock(&r->m) == 0) {
+		atomic_fetch_add(&r->got, 1);
+		weft_mutex_unlock(&r->m);
+	}
+	return NULL;
+}
+
+static void *relocking_owner(void *arg)
+{
+	struct relock *r = arg;
+	weft_task *w[RELOCK_WAITERS];
+	weft_mutex_lock(&r->m);
+	for (int i = 0; i < RELOCK_WAITERS; i++)
+		w[i] = weft_spawn(relock_waiter, r);
+	while (atomic_load(&r->parked) < RELOCK_WAITERS)
+		weft_yield(); /* they queue on the lock */
+	weft_yield();
+	for (int i = 0; i < RELOCK_WAITERS; i++) {
+		weft_mutex_unlock(&r->m);
+		weft_mutex_lock(&r->m);
+	}
+	weft_worker_metrics wm;
+	weft_metrics_worker(weft_runtime_current(), 0, &wm);
+	r->queued_after = wm.local_queue_depth;
+	weft_mutex_unlock(&r->m);
+	for (int i = 0; i < RELOCK_WAITERS; i++)
+		weft_join(w[i], NULL);
+	return NULL;
+}
+
+Test(sync, an_owner_relocking_at_once_wakes_one_waiter_at_a_time)
+{
+	weft_runtime *rt = test_runtime(1);
+	struct relock r = {0};
+	weft_mutex_init(&r.m);
+	weft_task *o = weft_spawn_on(rt, relocking_owner, &r);
+	cr_assert_eq(weft_join(o, NULL), 0);
+	cr_assert_eq(r.queued_after, 0, "%llu woken waiters queued besides the first",
+	             (unsigned long long)r.queued_after);
+	cr_assert_eq(atomic_load(&r.got), RELOCK_WAITERS, "a waiter was stranded");
+	weft_runtime_free(rt);
+	assert_no_leaks();
+}
+
 struct held {
 	weft_mutex *m;
 	int rc;
