@@ -65,8 +65,8 @@ static void account_run(struct weft__thread *th, struct weft_task *t)
 /* The task now runs on this thread: the bookkeeping every resume does. */
 static void begin_running(struct weft__tls *tls, struct weft_task *t)
 {
-	weft__set_running(tls, t); /* the monitor reads t */
-	t->budget = WEFT__BUDGET;
+	weft__set_running(tls, t);      /* the monitor reads t */
+	t->budget = WEFT__BUDGET_CHUNK; /* the first chunk (wait.c) */
 }
 
 /* fn returned: publish COMPLETE, wake the joiner, drop the task's own
@@ -97,19 +97,19 @@ static void park_commit(struct weft__thread *th, struct weft_task *t)
 
 void weft__finish_pending(struct weft__thread *th)
 {
-	switch (th->pend) {
-	case WEFT__PEND_NONE:
+	/* Tested in order of frequency: a jump table costs a yield more. */
+	enum weft__pending p = th->pend;
+	if (p == WEFT__PEND_NONE)
 		return;
-	case WEFT__PEND_YIELD:
+	if (p == WEFT__PEND_YIELD)
 		weft__requeue_yielded(th, th->pend_task);
-		break;
-	case WEFT__PEND_PARK:
+	else if (p == WEFT__PEND_PARK)
 		park_commit(th, th->pend_task);
-		break;
-	case WEFT__PEND_RELEASE:
+	else if (p == WEFT__PEND_DEMOTE)
+		weft__requeue_demoted(th, th->pend_task);
+	else {
 		weft__fiber_destroy(&th->pend_fiber);
 		weft__stack_put(&th->worker->stacks, th->pend_stack);
-		break;
 	}
 	th->pend = WEFT__PEND_NONE;
 }
@@ -154,13 +154,13 @@ void weft__task_switch_out(enum weft__switch_reason why)
 	struct weft_task *next = weft__next_runnable(th);
 	struct weft__fiber *to = next ? enter(th, next) : NULL;
 	if (!to) {
-		if (why == WEFT__SW_YIELD)
+		if (why <= WEFT__SW_DEMOTE)
 			return; /* nothing else to run here: carry on */
 		to = &th->sched;
 	}
 	int saved_errno = *weft__errno(); /* on this stack: ours across the switch */
 	account_run(th, t);
-	th->pend = why == WEFT__SW_YIELD ? WEFT__PEND_YIELD : WEFT__PEND_PARK;
+	th->pend = why == WEFT__SW_PARK_TIMED ? WEFT__PEND_PARK : (enum weft__pending)why;
 	th->pend_task = t;
 	weft__fiber_switch(&t->fiber, to);
 

@@ -46,6 +46,7 @@ int weft_metrics_worker(weft_runtime *rt, unsigned i, weft_worker_metrics *out)
 	out->timers_rescued = load(&w->timers_rescued);
 	out->handoffs = load(&w->handoffs);
 	out->timers_stolen = load(&w->timers_stolen);
+	out->preemptions = load(&w->preemptions);
 	return 0;
 }
 
@@ -70,11 +71,13 @@ int weft_metrics_get(weft_runtime *rt, weft_metrics *out)
 		out->steals += wm.steals;
 		out->parks += wm.parks;
 		out->handoffs += wm.handoffs;
+		out->preemptions += wm.preemptions;
 	}
 	out->tasks_spawned = spawned;
 	out->tasks_completed = done;
 	out->tasks_alive = spawned - done;
 	out->injector_depth = weft__inject_len(&rt->inject);
+	out->slow_lane_depth = weft__inject_len(&rt->slow);
 	struct weft__blocking *b = &rt->blocking;
 	pthread_mutex_lock(&b->lock);
 	out->blocking_threads = b->threads;
@@ -137,6 +140,11 @@ int weft_metrics_prometheus(weft_runtime *rt, int fd)
 	sample(&o, "tasks_alive", m.tasks_alive);
 	family(&o, "injector_depth", "gauge", "Tasks queued in the global injector.");
 	sample(&o, "injector_depth", m.injector_depth);
+	family(&o, "slow_lane_depth", "gauge",
+	       "Tasks preempted at the end of a time slice, queued to run again.");
+	sample(&o, "slow_lane_depth", m.slow_lane_depth);
+	family(&o, "preemptions_total", "counter", "Runs ended at the end of a time slice.");
+	sample(&o, "preemptions_total", m.preemptions);
 	family(&o, "blocking_threads", "gauge", "Blocking pool threads alive.");
 	sample(&o, "blocking_threads", m.blocking_threads);
 	family(&o, "blocking_busy_threads", "gauge", "Blocking pool threads running a job.");
@@ -168,6 +176,8 @@ int weft_metrics_prometheus(weft_runtime *rt, int fd)
 	              "Late timers of other workers that this worker fired.");
 	WORKER_FAMILY(&o, wm, n, handoffs, "counter",
 	              "Times the worker was found stuck and its work handed to the spare.");
+	WORKER_FAMILY(&o, wm, n, preemptions, "counter",
+	              "Runs the worker ended at the end of a time slice.");
 	free(wm);
 	if (o.truncated)
 		weft__textbuf_printf(&o, "# out of memory: some samples are missing\n");

@@ -31,6 +31,7 @@ struct weft_runtime {
 	struct weft__worker *workers;
 	struct weft__thread *threads;
 	struct weft__inject inject;
+	struct weft__inject slow; /* preempted tasks, one pick at a time (worker.c) */
 	struct weft__idle idle;
 	struct weft__registry reg;
 	struct weft__stack_depot stacks;

@@ -174,6 +174,7 @@ static void free_runtime_memory(struct weft_runtime *rt)
 	weft__stack_depot_destroy(&rt->stacks);
 	weft__idle_destroy(&rt->idle);
 	weft__inject_destroy(&rt->inject);
+	weft__inject_destroy(&rt->slow);
 	pthread_mutex_destroy(&rt->shutdown_lock);
 	free(rt->workers);
 	free(rt->threads);
@@ -252,6 +253,7 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
 	                    rt->spin_ns);
 	pthread_mutex_init(&rt->shutdown_lock, NULL);
 	weft__inject_init(&rt->inject);
+	weft__inject_init(&rt->slow);
 	rt->workers = aligned_alloc(64, sizeof(struct weft__worker) * rt->nthreads);
 	rt->threads = aligned_alloc(64, sizeof(struct weft__thread) * rt->nthreads);
 	if (!rt->workers || !rt->threads || weft__idle_init(&rt->idle, c.workers) < 0 ||
@@ -262,6 +264,7 @@ weft_runtime *weft_runtime_new(const weft_config *cfg)
 		weft__blocking_destroy(&rt->blocking);
 		weft__stack_depot_destroy(&rt->stacks);
 		weft__inject_destroy(&rt->inject);
+		weft__inject_destroy(&rt->slow);
 		pthread_mutex_destroy(&rt->shutdown_lock);
 		free(rt);
 		return NULL;

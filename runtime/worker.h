@@ -69,6 +69,7 @@ struct weft__worker {
 	struct weft__stack_pool stacks;
 	struct weft__timers timers;
 	uint32_t gq_countdown; /* ticks until the next injector-first check */
+	uint64_t slow_gate_ns; /* no pick from the slow lane before, while other work waits */
 	struct weft_task *task_cache;
 	unsigned task_cache_n;
 	uint64_t id_next, id_end; /* block of task ids for local spawns */
@@ -79,6 +80,7 @@ struct weft__worker {
 	_Atomic uint64_t timers_rescued; /* its due timers the monitor fired while it was stuck */
 	_Atomic uint64_t handoffs;       /* times it was found stuck and its work handed away */
 	_Atomic uint64_t timers_stolen;  /* other workers' late timers it fired */
+	_Atomic uint64_t preemptions;    /* runs it ended at a time slice's end */
 	uint64_t active_since_ns;        /* when it last woke (busy_ns accrues at sleep) */
 };
 
@@ -87,18 +89,27 @@ static inline bool weft__worker_shed(struct weft__worker *w)
 	return atomic_load_explicit(&w->shed, memory_order_relaxed);
 }
 
-/* PARK_TIMED: the task parks on a timer of this worker's wheel and nothing
-   else (a sleep); the wheel is then what shutdown finds it through, so it
-   is not added to the registry (registry.h). */
-enum weft__switch_reason { WEFT__SW_YIELD, WEFT__SW_PARK, WEFT__SW_PARK_TIMED };
-
 /* What a context switching away leaves for the one resuming on the same
    thread to finish (fiber_task.c). */
 enum weft__pending {
 	WEFT__PEND_NONE,
 	WEFT__PEND_YIELD,   /* queue pend_task again */
+	WEFT__PEND_DEMOTE,  /* queue pend_task on the slow lane */
 	WEFT__PEND_PARK,    /* commit pend_task's park */
 	WEFT__PEND_RELEASE, /* pend_stack and pend_fiber are free */
+};
+
+/* Why a task switches out; each but PARK_TIMED is its own pending work.
+   DEMOTE: a yield at the end of a time slice (wait.c), to the slow lane
+   (worker.c). PARK_TIMED: the task parks on a timer of this worker's wheel
+   and nothing else (a sleep); the wheel is then what shutdown finds it
+   through, so it is not added to the registry (registry.h). YIELD and
+   DEMOTE, which carry on when nothing else is runnable, come first. */
+enum weft__switch_reason {
+	WEFT__SW_YIELD = WEFT__PEND_YIELD,
+	WEFT__SW_DEMOTE = WEFT__PEND_DEMOTE,
+	WEFT__SW_PARK = WEFT__PEND_PARK,
+	WEFT__SW_PARK_TIMED = WEFT__PEND_RELEASE + 1,
 };
 
 struct weft__thread {
@@ -110,6 +121,10 @@ struct weft__thread {
 	bool searching;
 	enum weft__pending pend;
 	struct weft_task *pend_task;
+	/* The time slice of the task running here (wait.c), known from its
+	   first chunk's end on: the tick it was taken at tells a new run. */
+	uint32_t slice_tick, slice_chunk, slice_waits; /* waits since the start */
+	uint64_t slice_start_ns;
 	struct weft__stack *pend_stack;
 	struct weft__fiber pend_fiber;
 	struct weft__fiber sched; /* the scheduler's own context on the thread stack */
@@ -159,6 +174,11 @@ void weft__task_schedule(struct weft_task *t, enum weft__sched_how how);
    nothing else to run returns at once). Returns when the task runs again. */
 void weft__task_switch_out(enum weft__switch_reason why);
 
+/* The task running on th used up its time slice after running ran_ns:
+   it switches out to the slow lane (DEMOTE), and th's worker owes the
+   other tasks as long before it picks from the lane again. */
+void weft__task_demote(struct weft__thread *th, uint64_t ran_ns);
+
 /* The next task to run from this worker's own sources (LIFO slot, pinned
    inbox, local queue, injector); never steals or sleeps. */
 struct weft_task *weft__next_runnable(struct weft__thread *th);
@@ -175,6 +195,10 @@ void weft__requeue(struct weft__thread *th, struct weft_task *t);
    injector's lock. */
 void weft__before_yield(struct weft__thread *th);
 void weft__requeue_yielded(struct weft__thread *th, struct weft_task *t);
+
+/* A task preempted at the end of its time slice (weft__task_demote) goes
+   to the runtime's slow lane (worker.c). */
+void weft__requeue_demoted(struct weft__thread *th, struct weft_task *t);
 
 /* Completes the switch that resumed us (fiber_task.c). */
 void weft__finish_pending(struct weft__thread *th);

@@ -6,6 +6,7 @@
  * many workers on few cores, and large task stacks.
  */
 #include <criterion/criterion.h>
+#include <limits.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -771,6 +772,83 @@ Test(task, yield_maybe_yields_when_the_budget_is_spent)
 	cr_assert(progress >= BUDGET_ROUNDS / 2 && progress <= BUDGET_ROUNDS * 2,
 	          "%ld yields in %d calls, expected about one per 128", (long)progress,
 	          128 * BUDGET_ROUNDS);
+	assert_no_leaks();
+}
+
+/* Time slice (runtime/wait.c): a task whose waits come slowly (100 us of
+   work between two) is preempted long before its budget of 128 waits is
+   spent -- after two chunks of 8 here, once it has run past the 250 us
+   slice -- and goes to the slow lane: while other tasks are ready, its
+   next turn comes no sooner than the worker's periodic look at that lane
+   (every 61 switches), where the local queue's order would give it one
+   after each of the others ran once. It still finishes while they never
+   stop being ready. */
+#define SLOW_WAITS 200
+#define READY_TASKS 4
+
+struct slice {
+	_Atomic int done;
+	_Atomic long yields; /* by the ready tasks */
+	long longest_turn;   /* most waits the slow task made between two switches */
+	long fewest_between; /* fewest yields of the others between two of its turns */
+	uint64_t preemptions;
+};
+
+static void *ready_loop(void *arg)
+{
+	struct slice *s = arg;
+	while (!atomic_load(&s->done)) {
+		atomic_fetch_add(&s->yields, 1);
+		weft_yield();
+	}
+	return NULL;
+}
+
+static void *slow_waits(void *arg)
+{
+	struct slice *s = arg;
+	weft_task *r[READY_TASKS];
+	for (int i = 0; i < READY_TASKS; i++)
+		r[i] = weft_spawn(ready_loop, s);
+	long turn = 0, seen = atomic_load(&s->yields), turns = 0;
+	s->fewest_between = LONG_MAX;
+	for (int i = 0; i < SLOW_WAITS; i++) {
+		uint64_t until = weft_now_ns() + 100000;
+		while (weft_now_ns() < until)
+			;
+		weft_yield_maybe();
+		long now = atomic_load(&s->yields);
+		if (now == seen) {
+			turn++;
+			continue;
+		}
+		if (turns++ > 0 && now - seen < s->fewest_between) /* not the first: ours */
+			s->fewest_between = now - seen;
+		if (turn > s->longest_turn)
+			s->longest_turn = turn;
+		turn = 0;
+		seen = now;
+	}
+	atomic_store(&s->done, 1);
+	for (int i = 0; i < READY_TASKS; i++)
+		weft_join(r[i], NULL);
+	weft_metrics m;
+	weft_metrics_get(weft_runtime_current(), &m);
+	s->preemptions = m.preemptions;
+	return NULL;
+}
+
+Test(task, a_task_with_slow_waits_is_preempted_after_its_time_slice_to_the_slow_lane)
+{
+	struct slice s = {0};
+	block_on_new(1, slow_waits, &s);
+	cr_assert_gt(s.preemptions, 0, "never preempted");
+	cr_assert_lt(s.longest_turn, 64,
+	             "%ld waits of 100 us in one turn: the budget's 128, not the slice",
+	             s.longest_turn);
+	cr_assert_geq(s.fewest_between, 40,
+	              "only %ld yields of %d ready tasks between two turns of the preempted one",
+	              s.fewest_between, READY_TASKS);
 	assert_no_leaks();
 }
 

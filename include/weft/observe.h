@@ -82,6 +82,7 @@ typedef struct weft_worker_metrics {
 	uint64_t timers_rescued; /* of its timers, fired by the monitor while it was stuck */
 	uint64_t handoffs;       /* times it was found stuck and its work handed away */
 	uint64_t timers_stolen;  /* other workers' timers it fired 2 ms late (owner busy) */
+	uint64_t preemptions;    /* runs it ended at a time slice's end (to the slow lane) */
 } weft_worker_metrics;
 
 typedef struct weft_metrics {
@@ -97,6 +98,8 @@ typedef struct weft_metrics {
 	uint64_t blocking_queued;     /* jobs waiting for a thread */
 	uint64_t stalls;              /* stall reports made (or suppressed) by the monitor */
 	uint64_t handoffs;            /* stuck workers whose work the spare took over */
+	uint64_t preemptions;         /* runs ended at a time slice's end (sum over the workers) */
+	uint64_t slow_lane_depth;     /* tasks so preempted, queued to run again now */
 } weft_metrics;
 
 /* 0, or -EINVAL (NULL). */
