@@ -88,7 +88,7 @@ void weft__inject_push_batch(struct weft__inject *q, const struct weft__batch *b
 	pthread_mutex_unlock(&q->lock);
 }
 
-int weft__inject_push_spawn(struct weft__inject *q, struct weft_task *t)
+long weft__inject_push_spawn(struct weft__inject *q, struct weft_task *t)
 {
 	pthread_mutex_lock(&q->lock);
 	if (q->closed) {
@@ -100,8 +100,9 @@ int weft__inject_push_spawn(struct weft__inject *q, struct weft_task *t)
 	                      memory_order_release);
 	fifo_append(&q->fresh, t, t);
 	add_len(q, 1);
+	long len = (long)atomic_load_explicit(&q->len, memory_order_relaxed);
 	pthread_mutex_unlock(&q->lock);
-	return 0;
+	return len;
 }
 
 void weft__inject_close(struct weft__inject *q)

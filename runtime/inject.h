@@ -38,6 +38,11 @@ struct weft__inject {
 	                                   the lock, read by shutdown */
 };
 
+/* A plain thread spawning while the injector holds more than DEPTH tasks
+   yields its CPU every EVERY spawns (task.c). */
+#define WEFT__SPAWN_BACKOFF_DEPTH 1024
+#define WEFT__SPAWN_BACKOFF_EVERY 64
+
 void weft__inject_init(struct weft__inject *q);
 void weft__inject_destroy(struct weft__inject *q);
 void weft__inject_push(struct weft__inject *q, struct weft_task *t);
@@ -47,10 +52,10 @@ void weft__inject_push_last(struct weft__inject *q, struct weft_task *t);
 void weft__inject_push_batch(struct weft__inject *q, const struct weft__batch *b);
 
 /* Pushes a task spawned outside the workers and counts it, unless the
-   injector is closed: -ESHUTDOWN. Checking and counting under the lock that
-   weft__inject_close takes means a spawn either is counted before shutdown
-   looks, or is refused. */
-int weft__inject_push_spawn(struct weft__inject *q, struct weft_task *t);
+   injector is closed: -ESHUTDOWN; else the tasks queued now. Checking and counting under the lock
+   that weft__inject_close takes means a spawn either is counted before shutdown looks, or is
+   refused. */
+long weft__inject_push_spawn(struct weft__inject *q, struct weft_task *t);
 void weft__inject_close(struct weft__inject *q);
 
 /* Removes up to max tasks (max >= 1) as a linked batch; b->n == 0 when empty. */

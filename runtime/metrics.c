@@ -78,6 +78,7 @@ int weft_metrics_get(weft_runtime *rt, weft_metrics *out)
 	out->tasks_alive = spawned - done;
 	out->injector_depth = weft__inject_len(&rt->inject);
 	out->slow_lane_depth = weft__inject_len(&rt->slow);
+	out->spawn_backoffs = atomic_load_explicit(&rt->spawn_backoffs, memory_order_relaxed);
 	struct weft__blocking *b = &rt->blocking;
 	pthread_mutex_lock(&b->lock);
 	out->blocking_threads = b->threads;
@@ -145,6 +146,9 @@ int weft_metrics_prometheus(weft_runtime *rt, int fd)
 	sample(&o, "slow_lane_depth", m.slow_lane_depth);
 	family(&o, "preemptions_total", "counter", "Runs ended at the end of a time slice.");
 	sample(&o, "preemptions_total", m.preemptions);
+	family(&o, "spawn_backoffs_total", "counter",
+	       "Times a plain thread spawning into a deep injector yielded its CPU.");
+	sample(&o, "spawn_backoffs_total", m.spawn_backoffs);
 	family(&o, "blocking_threads", "gauge", "Blocking pool threads alive.");
 	sample(&o, "blocking_threads", m.blocking_threads);
 	family(&o, "blocking_busy_threads", "gauge", "Blocking pool threads running a job.");

@@ -25,7 +25,8 @@ struct weft_runtime {
 	unsigned nthreads;         /* and the spare (worker.h) if the monitor runs: nworkers + 1 */
 	int io_backend;            /* WEFT_IO_URING or WEFT_IO_EPOLL, as chosen at start */
 	_Atomic uint32_t io_ready; /* workers whose ring or epoll is set up */
-	_Atomic uint32_t tls_readers; /* threads inside weft__running (worker.h) */
+	_Atomic uint32_t tls_readers;    /* threads inside weft__running (worker.h) */
+	_Atomic uint64_t spawn_backoffs; /* plain threads' yields to the workers (task.c) */
 	uint64_t spin_ns;
 	uint64_t time_base_ns; /* tick 0 of the workers' timer wheels */
 	struct weft__worker *workers;

@@ -53,7 +53,7 @@
 
 #define WEFT__TASK_MAGIC 0x7466776bu
 #define WEFT__BUDGET 128      /* waits per run before a yield (wait.c) */
-#define WEFT__BUDGET_CHUNK 8 /* ...spent in chunks: the clock is read between two */
+#define WEFT__BUDGET_CHUNK 8  /* ...spent in chunks: the clock is read between two */
 #define WEFT__SLICE_NS 250000 /* a run this long is preempted at its next chunk's end */
 
 struct weft__thread;

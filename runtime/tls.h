@@ -23,6 +23,7 @@ struct weft__tls {
 	struct weft_task *job;       /* the blocking job this pool thread runs, or NULL */
 	struct weft_runtime *rt;     /* the runtime this thread serves, or NULL */
 	struct weft_deadline *scope; /* a plain thread's innermost deadline scope */
+	unsigned deep_spawns;        /* a plain thread's spawns into a deep injector (task.c) */
 };
 
 #if defined(__has_attribute)

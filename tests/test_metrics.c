@@ -162,6 +162,51 @@ Test(metrics, timers_io_and_the_blocking_pool_are_counted)
 	weft_runtime_free(rt);
 }
 
+/* A plain thread that spawns while the injector is deep yields its CPU to
+   the workers every 64 spawns past 1,024 queued. The only worker spins in
+   a task meanwhile (hand-offs off, so no spare takes the queue), so every
+   spawn stays queued and the count is exact. */
+#define DEEP_SPAWNS 5000
+
+static _Atomic int spinning, release_spinner;
+
+static void *spin_until_released(void *arg)
+{
+	(void)arg;
+	atomic_store(&spinning, 1);
+	while (!atomic_load(&release_spinner))
+		;
+	return NULL;
+}
+
+Test(metrics, a_plain_thread_spawning_into_a_deep_injector_backs_off)
+{
+	weft_config cfg;
+	weft_config_init(&cfg);
+	cfg.workers = 1;
+	cfg.handoff_ms = WEFT_DISABLED;
+	cfg.stall_threshold_ms = 60000;
+	weft_runtime *rt = weft_runtime_new(&cfg);
+	cr_assert_not_null(rt);
+	weft_task *s = weft_spawn_on(rt, spin_until_released, NULL);
+	while (!atomic_load(&spinning))
+		test_sleep_ms(1);
+	static weft_task *t[DEEP_SPAWNS];
+	for (int i = 0; i < DEEP_SPAWNS; i++)
+		cr_assert_not_null(t[i] = weft_spawn_on(rt, child, NULL));
+	weft_metrics m;
+	weft_metrics_get(rt, &m);
+	cr_assert_eq(m.injector_depth, DEEP_SPAWNS);
+	/* Spawn k leaves k queued: spawns 1,025 .. 5,000 count, one in 64 yields. */
+	cr_assert_eq(m.spawn_backoffs, (DEEP_SPAWNS - 1024) / 64, "%llu back-offs",
+	             (unsigned long long)m.spawn_backoffs);
+	atomic_store(&release_spinner, 1);
+	cr_assert_eq(weft_join(s, NULL), 0);
+	for (int i = 0; i < DEEP_SPAWNS; i++)
+		cr_assert_eq(weft_join(t[i], NULL), 0);
+	weft_runtime_free(rt);
+}
+
 Test(metrics, bad_arguments)
 {
 	weft_runtime *rt = test_runtime(1);

@@ -100,6 +100,8 @@ typedef struct weft_metrics {
 	uint64_t handoffs;            /* stuck workers whose work the spare took over */
 	uint64_t preemptions;         /* runs ended at a time slice's end (sum over the workers) */
 	uint64_t slow_lane_depth;     /* tasks so preempted, queued to run again now */
+	uint64_t spawn_backoffs;      /* plain threads spawning into a deep injector gave
+	                                 their CPU to the workers (every 64 spawns past 1,024 queued) */
 } weft_metrics;
 
 /* 0, or -EINVAL (NULL). */
