@@ -62,8 +62,10 @@ void weft_cancel(weft_task *t);
    yields the thread and returns 0. */
 int weft_yield(void);
 
-/* Yields only when the task's cooperative budget (spent by every wait) is
-   used up; otherwise returns at once. Same return values as weft_yield. */
+/* Yields only when the task's cooperative budget (128 waits, spent by every
+   wait and by this call) is used up, or its time slice (about 250 us of
+   running) -- then behind the tasks that sleep and wake (a slow lane);
+   otherwise returns at once. Same return values as weft_yield. */
 int weft_yield_maybe(void);
 
 /* The calling task, or NULL outside a task. */
