@@ -16,6 +16,12 @@
  *      WEFT_CANCELED exactly when it should.
  *  (d) spawn/join churn from several plain threads at once onto one runtime,
  *      with nested spawns, yields and detached tasks.
+ *  (e) preemption: tasks that work 30 us between weft_yield_maybe() calls
+ *      run past their time slice and go through the slow lane (picked by
+ *      whichever worker has nothing else, or lets them in) beside tasks
+ *      that yield and tasks that wake each other, while a plain thread
+ *      cancels some of them: every task ends, each with the count of its
+ *      iterations, a cancelled one seeing -ECANCELED at a yield_maybe.
  *
  * Lost wake-ups show up as hangs, so a watchdog fails the program when a part
  * makes no progress for 60 s. A plain main() program (Criterion does not run
@@ -795,6 +801,85 @@ static void part_churn(void)
 	end_part(d_rt, t0);
 }
 
+/* ------------------------------------------------------ (e) preemption */
+
+#define E_CPU 16
+#define E_READY 8
+
+#define E_MARK 20 /* iterations after which a task to cancel says so */
+
+static _Atomic int e_cpu_left, e_marked[E_CPU];
+
+static void *e_cpu(void *arg)
+{
+	long iters = (long)(intptr_t)arg >> 8, i;
+	int me = (int)((intptr_t)arg & 0xff);
+	for (i = 0; i < iters; i++) {
+		if (i == E_MARK)
+			atomic_store(&e_marked[me], 1);
+		uint64_t until = test_now_ns() + 30000;
+		while (test_now_ns() < until)
+			;
+		if (weft_yield_maybe() == -ECANCELED)
+			break;
+		tick();
+	}
+	atomic_fetch_sub(&e_cpu_left, 1);
+	return (void *)(intptr_t)i;
+}
+
+static void *e_ready(void *arg)
+{
+	(void)arg;
+	while (atomic_load(&e_cpu_left) > 0) {
+		weft_yield();
+		tick();
+	}
+	return NULL;
+}
+
+static void part_preemption(void)
+{
+	atomic_store(&part, "(e) preemption");
+	uint64_t t0 = test_now_ns();
+	weft_runtime *rt = new_runtime();
+	long iters = test_scale(60) < 24 ? 24 : test_scale(60); /* 24 x 30 us: past a slice */
+	atomic_store(&e_cpu_left, E_CPU);
+	weft_task *cpu[E_CPU], *ready[E_READY];
+	/* Every third runs until cancelled, once it said it ran E_MARK
+	   iterations (past a slice: it has been through the slow lane). */
+	for (int i = 0; i < E_CPU; i++)
+		cpu[i] = weft_spawn_on(rt, e_cpu,
+		                       (void *)(intptr_t)(((i % 3 ? iters : 1000000) << 8) | i));
+	for (int i = 0; i < E_READY; i++)
+		ready[i] = weft_spawn_on(rt, e_ready, NULL);
+	for (int i = 0; i < E_CPU; i += 3) {
+		while (!atomic_load(&e_marked[i]))
+			test_sleep_ms(1);
+		weft_cancel(cpu[i]);
+	}
+	long done = 0;
+	for (int i = 0; i < E_CPU; i++) {
+		void *res = NULL;
+		int rc = weft_join(cpu[i], &res);
+		long n = (long)(intptr_t)res;
+		if (i % 3 == 0 ? (rc != WEFT_CANCELED || n < E_MARK) : (rc != 0 || n != iters))
+			fail("cpu task %d: join %d after %ld of %ld iterations", i, rc, n, iters);
+		done += n;
+	}
+	for (int i = 0; i < E_READY; i++)
+		if (weft_join(ready[i], NULL) != 0)
+			fail("ready task %d did not end cleanly", i);
+	weft_metrics m;
+	weft_metrics_get(rt, &m);
+	if (m.preemptions == 0)
+		fail("no task was preempted (%ld iterations of 30 us)", done);
+	printf("stress_sched: (e) %d cpu tasks (every third cancelled), %ld iterations done, %d "
+	       "ready, %llu preemptions\n",
+	       E_CPU, done, E_READY, (unsigned long long)m.preemptions);
+	end_part(rt, t0);
+}
+
 int main(void)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -805,6 +890,7 @@ int main(void)
 	part_thread_wakes();
 	part_cancel_storms();
 	part_churn();
+	part_preemption();
 	atomic_store(&finished, 1);
 	pthread_join(wd, NULL);
 	printf("stress_sched: OK (%.2f s)\n", (double)(test_now_ns() - t0) / 1e9);
