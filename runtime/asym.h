@@ -4,7 +4,7 @@
  * side, run rarely, makes every thread of the process execute a full
  * barrier with membarrier(2). This is what lets the monitor take a stuck
  * worker's LIFO slot without the owner paying a fence per wake
- * (worker.h). Userspace RCU and Folly's asymmetric fences work this way.
+ * (lifo.h). Userspace RCU and Folly's asymmetric fences work this way.
  *
  * The handshake: the fast side stores its flag, then (compiler barrier
  * only) loads the slow side's; the slow side stores its flag, calls
